@@ -1,0 +1,302 @@
+// Package consentgate is ConsentGate's Caddy-facing code: the consent app,
+// the consent handler and matcher, and their Caddyfile syntax.
+package consentgate
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/consentgate/consentgate/module/internal/geo"
+	"github.com/consentgate/consentgate/module/internal/store"
+	"github.com/consentgate/consentgate/module/internal/token"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// storePool keeps one open store per directory across config reloads:
+// Badger locks its directory, so the new config must reuse the store the
+// old one opened instead of opening it a second time.
+var storePool = caddy.NewUsagePool()
+
+type storeCloser struct{ *store.Store }
+
+func (s storeCloser) Destruct() error { return s.Close() }
+
+// App is the consent app: the infrastructure every consent handler of the
+// process shares — the Badger store, the signing key ring and the GeoIP
+// database. Its zero value works: the store goes under Caddy's data
+// directory and keys are generated on first start.
+type App struct {
+	// Storage is the directory of the Badger store. Default:
+	// "consentgate" under Caddy's data directory.
+	Storage string `json:"storage,omitempty"`
+
+	// KeyFile is a file of signing keys shared by several nodes, one key
+	// per line as "<id> <base64 secret of at least 32 bytes>"; the last
+	// line signs and the others only verify. Default: keys generated on
+	// first start and kept in the store.
+	KeyFile string `json:"key_file,omitempty"`
+
+	// GeoIP is the path of a MaxMind-format country or city database
+	// (GeoLite2, GeoIP2 or compatible). Default: none, so country is
+	// unknown and the strictest regime applies.
+	GeoIP string `json:"geoip,omitempty"`
+
+	// GeoIPReload is how often the GeoIP file is checked for changes and
+	// reopened. Default: 1m.
+	GeoIPReload caddy.Duration `json:"geoip_reload,omitempty"`
+
+	// Retention is how long consent records are kept before they expire.
+	// Default: 7 years (61320h).
+	Retention caddy.Duration `json:"retention,omitempty"`
+
+	storeKey string
+	store    *store.Store
+	keys     *token.Keyring
+	geo      *geo.Reader
+	metrics  *metrics
+	logger   *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "consent",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision opens (or reuses) the store, loads the key ring and opens the
+// GeoIP database.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.metrics = newMetrics(ctx.GetMetricsRegistry())
+	if a.Storage == "" {
+		a.Storage = filepath.Join(caddy.AppDataDir(), "consentgate")
+	}
+	dir, err := filepath.Abs(a.Storage)
+	if err != nil {
+		return fmt.Errorf("consent storage %s: %w", a.Storage, err)
+	}
+	a.storeKey = dir
+	val, _, err := storePool.LoadOrNew(dir, func() (caddy.Destructor, error) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating consent storage: %w", err)
+		}
+		s, err := store.Open(dir, store.Options{Retention: time.Duration(a.Retention)})
+		if err != nil {
+			return nil, err
+		}
+		return storeCloser{s}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.store = val.(storeCloser).Store
+
+	if a.keys, err = a.loadKeys(); err != nil {
+		return err
+	}
+
+	if a.GeoIP != "" {
+		if a.geo, err = geo.Open(a.GeoIP); err != nil {
+			return err
+		}
+		every := time.Duration(a.GeoIPReload)
+		if every <= 0 {
+			every = time.Minute
+		}
+		reader, logger := a.geo, a.logger
+		go reader.Watch(ctx, every, func(err error) {
+			logger.Error("reloading geoip database", zap.Error(err))
+		})
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (a *App) Validate() error {
+	if a.Retention < 0 {
+		return errors.New("retention must not be negative")
+	}
+	if a.GeoIPReload < 0 {
+		return errors.New("geoip_reload must not be negative")
+	}
+	return nil
+}
+
+// Start implements caddy.App; the store is opened in Provision.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's hold on the store and closes the GeoIP
+// database. The store itself closes when no config uses it any more.
+func (a *App) Cleanup() error {
+	var errs []error
+	if a.geo != nil {
+		errs = append(errs, a.geo.Close())
+	}
+	if a.storeKey != "" {
+		if _, err := storePool.Delete(a.storeKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Keyring returns the signing key ring.
+func (a *App) Keyring() *token.Keyring { return a.keys }
+
+// Store returns the consent store.
+func (a *App) Store() *store.Store { return a.store }
+
+// Geo returns the GeoIP reader, nil when none is configured.
+func (a *App) Geo() *geo.Reader { return a.geo }
+
+const (
+	keyPrefix  = "key/"
+	signingKey = "keyring/signing"
+)
+
+// loadKeys reads the key file, or the keys kept in the store, generating
+// the first key when there is none.
+func (a *App) loadKeys() (*token.Keyring, error) {
+	if a.KeyFile != "" {
+		data, err := os.ReadFile(a.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading consent key file: %w", err)
+		}
+		keys, err := token.ParseKeyFile(data)
+		if err != nil {
+			return nil, fmt.Errorf("consent key file %s: %w", a.KeyFile, err)
+		}
+		return token.NewKeyring(keys...)
+	}
+	first, err := token.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	signing, err := a.store.PutIfAbsent(signingKey, []byte(strconv.FormatUint(uint64(first.ID), 10)))
+	if err != nil {
+		return nil, fmt.Errorf("loading signing key: %w", err)
+	}
+	if string(signing) == strconv.FormatUint(uint64(first.ID), 10) {
+		if _, err := a.store.PutIfAbsent(keyPrefix+string(signing), first.Secret); err != nil {
+			return nil, fmt.Errorf("storing signing key: %w", err)
+		}
+		a.logger.Info("generated consent signing key", zap.Uint32("key_id", first.ID))
+	}
+	var keys []*token.Key
+	var current *token.Key
+	err = a.store.Scan(keyPrefix, func(k string, v []byte) error {
+		id, err := strconv.ParseUint(k[len(keyPrefix):], 10, 32)
+		if err != nil {
+			return fmt.Errorf("bad key entry %q: %w", k, err)
+		}
+		key, err := token.NewKey(uint32(id), v)
+		if err != nil {
+			return err
+		}
+		if k[len(keyPrefix):] == string(signing) {
+			current = key
+			return nil
+		}
+		keys = append(keys, key)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading signing keys: %w", err)
+	}
+	if current == nil {
+		return nil, fmt.Errorf("signing key %s missing from the store", signing)
+	}
+	return token.NewKeyring(append(keys, current)...)
+}
+
+// RotateKey generates a new signing key, persists it and makes it sign new
+// tokens; tokens signed with earlier keys stay valid. It is refused when
+// keys come from a key file (rotate by adding a line to the file).
+func (a *App) RotateKey() (*token.Key, error) {
+	if a.KeyFile != "" {
+		return nil, errors.New("keys come from a key file: append a new key line to it and reload")
+	}
+	k, err := token.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	id := strconv.FormatUint(uint64(k.ID), 10)
+	if err := a.store.Put(keyPrefix+id, k.Secret); err != nil {
+		return nil, err
+	}
+	if err := a.store.Put(signingKey, []byte(id)); err != nil {
+		return nil, err
+	}
+	if err := a.keys.Rotate(k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// metrics are the consent app's Prometheus collectors, registered in the
+// config's metrics registry.
+type metrics struct {
+	decisions    *prometheus.CounterVec
+	cookiesHeld  *prometheus.CounterVec
+	unclassified *prometheus.CounterVec
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	m := &metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "consentgate", Name: "decisions_recorded_total",
+			Help: "Consent decisions recorded, by site and method.",
+		}, []string{"site", "method"}),
+		cookiesHeld: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "consentgate", Name: "cookies_blocked_total",
+			Help: "Cookies removed for lack of consent, by site, category and direction (request or response).",
+		}, []string{"site", "category", "direction"}),
+		unclassified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "consentgate", Name: "unclassified_cookies_total",
+			Help: "Cookies seen that no rule classifies, by site.",
+		}, []string{"site"}),
+	}
+	if reg == nil {
+		return m
+	}
+	m.decisions = register(reg, m.decisions)
+	m.cookiesHeld = register(reg, m.cookiesHeld)
+	m.unclassified = register(reg, m.unclassified)
+	return m
+}
+
+func register(reg *prometheus.Registry, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

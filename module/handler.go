@@ -1,0 +1,698 @@
+package consentgate
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/consentgate/consentgate/module/internal/cookies"
+	"github.com/consentgate/consentgate/module/internal/policy"
+	"github.com/consentgate/consentgate/module/internal/token"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults of the handler's configuration.
+const (
+	DefaultLifetime   = 182 * 24 * time.Hour
+	DefaultAPIPrefix  = "/_consent/"
+	DefaultCookieName = "cg_consent"
+	DefaultPolicy     = "1"
+	// TokenHeader carries the signed token for apps without a cookie jar.
+	TokenHeader = "Consent-Token"
+	// maxUnknownReported bounds the memory spent remembering which
+	// unclassified cookie names were already logged.
+	maxUnknownReported = 1024
+)
+
+// Handler enforces a site's consent policy on the wire: it decides the
+// visitor's consent once per request, removes request cookies and response
+// Set-Cookie headers of categories the visitor has not granted, serves the
+// consent API under its prefix and /.well-known/gpc.json, and exposes the
+// decision to later handlers.
+//
+// Placeholders set for every request:
+//
+// | Placeholder | Description |
+// |---|---|
+// | `{http.consent.id}` | consent ID of a valid decision, empty otherwise |
+// | `{http.consent.decided}` | `true` when the visitor has a valid, current decision |
+// | `{http.consent.granted}` | granted categories, comma-separated |
+// | `{http.consent.denied}` | refused (or not yet granted) categories, comma-separated |
+// | `{http.consent.<category>}` | `true` or `false` for each category |
+// | `{http.consent.regime}` | `opt-in`, `opt-out` or `notice` |
+// | `{http.consent.gpc}` | `true` when the request carried Sec-GPC: 1 |
+// | `{http.geo.country}` | the visitor's country, when known |
+type Handler struct {
+	// Site identifies the site in records and tokens; a token issued for
+	// another site is never accepted. Default: the request's host name
+	// (lower case, without port), so every host is its own site.
+	Site string `json:"site,omitempty"`
+
+	// Categories are the purposes visitors can grant or refuse. Default:
+	// necessary (required), preferences, analytics, marketing (sale or
+	// sharing). A required "necessary" category is added when none of the
+	// configured categories is required.
+	Categories []policy.Category `json:"categories,omitempty"`
+
+	// PolicyVersion is the version of the privacy policy visitors decide
+	// on. Default: "1".
+	PolicyVersion string `json:"policy_version,omitempty"`
+
+	// ReconsentSince makes decisions made under a policy version older than
+	// this one stale: the visitor is asked again. Versions compare segment
+	// by segment, numerically where numeric ("1.10" > "1.9",
+	// "2024-05-01" > "2024-04-30"). Default: none.
+	ReconsentSince string `json:"reconsent_since,omitempty"`
+
+	// PolicyURL is the address of the privacy policy shown to visitors.
+	PolicyURL string `json:"policy_url,omitempty"`
+
+	// Lifetime is how long a decision holds before the visitor is asked
+	// again. Default: 182 days (4368h).
+	Lifetime caddy.Duration `json:"lifetime,omitempty"`
+
+	// Services are the site's own tools, each in a category, with the
+	// cookies they set. Their cookie rules win over the built-in catalog.
+	Services []policy.Service `json:"services,omitempty"`
+
+	// Cookies classify cookies by name or glob pattern; they win over
+	// services and the built-in catalog.
+	Cookies []policy.CookieRule `json:"cookies,omitempty"`
+
+	// UnknownCookies is what happens to cookies no rule classifies:
+	// "allow" (default; logged at first sight and counted) or "block"
+	// (they pass only when every optional category is granted).
+	UnknownCookies string `json:"unknown_cookies,omitempty"`
+
+	// APIPrefix is the path prefix of the consent API. Default: "/_consent/".
+	APIPrefix string `json:"api_prefix,omitempty"`
+
+	// CookieName is the name of the consent cookie. Default: "cg_consent".
+	CookieName string `json:"cookie_name,omitempty"`
+
+	// DefaultRegime applies to visitors whose country maps to no regime.
+	// Default: "opt-in". Visitors whose country is unknown always get
+	// "opt-in", the strictest.
+	DefaultRegime string `json:"default_regime,omitempty"`
+
+	// Regimes maps ISO 3166-1 alpha-2 country codes to a regime: "opt-in",
+	// "opt-out" or "notice".
+	Regimes map[string]string `json:"regimes,omitempty"`
+
+	// CountryHeader is a request header set by a trusted CDN with the
+	// visitor's country (e.g. CF-IPCountry). It is believed only on
+	// requests from the server's trusted_proxies. Default: none (the GeoIP
+	// database of the consent app is used).
+	CountryHeader string `json:"country_header,omitempty"`
+
+	// DNT is "honor" to treat DNT: 1 like Sec-GPC: 1, or "ignore"
+	// (default).
+	DNT string `json:"dnt,omitempty"`
+
+	// GPCJSON serves /.well-known/gpc.json (unless the site serves its
+	// own). Default: true.
+	GPCJSON *bool `json:"gpc_json,omitempty"`
+
+	app     *App
+	site    *siteConfig
+	logger  *zap.Logger
+	now     func() time.Time
+	unknown *unknownCookies
+	gpcDate string
+	label   string // Site, or "any" when sites follow the host: for metrics and logs
+}
+
+// siteConfig is the compiled policy a Decision refers to.
+type siteConfig struct {
+	categories []policy.Category
+	index      map[string]int
+	required   policy.Set
+	optional   policy.Set
+	sale       policy.Set
+	classifier *policy.Classifier
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.consent",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets defaults, compiles the policy and gets the consent app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.unknown = new(unknownCookies)
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if len(h.Categories) == 0 {
+		h.Categories = policy.DefaultCategories()
+	}
+	hasRequired := false
+	for _, c := range h.Categories {
+		hasRequired = hasRequired || c.Required
+	}
+	if !hasRequired {
+		h.Categories = append([]policy.Category{policy.DefaultCategories()[0]}, h.Categories...)
+	}
+	if h.PolicyVersion == "" {
+		h.PolicyVersion = DefaultPolicy
+	}
+	if h.Lifetime == 0 {
+		h.Lifetime = caddy.Duration(DefaultLifetime)
+	}
+	if h.UnknownCookies == "" {
+		h.UnknownCookies = "allow"
+	}
+	if h.APIPrefix == "" {
+		h.APIPrefix = DefaultAPIPrefix
+	}
+	if !strings.HasSuffix(h.APIPrefix, "/") {
+		h.APIPrefix += "/"
+	}
+	if h.CookieName == "" {
+		h.CookieName = DefaultCookieName
+	}
+	if h.DefaultRegime == "" {
+		h.DefaultRegime = policy.OptIn
+	}
+	if h.DNT == "" {
+		h.DNT = "ignore"
+	}
+	normalized := make(map[string]string, len(h.Regimes))
+	for country, regime := range h.Regimes {
+		normalized[strings.ToUpper(country)] = regime
+	}
+	h.Regimes = normalized
+
+	if err := policy.ValidateCategories(h.Categories); err != nil {
+		return err
+	}
+	site := &siteConfig{categories: h.Categories, index: make(map[string]int, len(h.Categories))}
+	for i, c := range h.Categories {
+		site.index[c.Name] = i
+		switch {
+		case c.Required:
+			site.required = site.required.With(i)
+		default:
+			site.optional = site.optional.With(i)
+		}
+		if c.SaleOrSharing && !c.Required {
+			site.sale = site.sale.With(i)
+		}
+	}
+	for _, s := range h.Services {
+		if _, ok := site.index[s.Category]; !ok {
+			return fmt.Errorf("service %s: unknown category %q", s.Name, s.Category)
+		}
+	}
+	var err error
+	site.classifier, err = policy.NewClassifier(h.Categories, h.Cookies, h.Services, policy.Catalog())
+	if err != nil {
+		return err
+	}
+	h.site = site
+
+	appIface, err := ctx.App("consent")
+	if err != nil {
+		return fmt.Errorf("getting consent app: %w", err)
+	}
+	h.app = appIface.(*App)
+
+	h.label = h.Site
+	if h.label == "" {
+		h.label = "any"
+	}
+	h.gpcDate = h.now().UTC().Format("2006-01-02")
+	if stored, err := h.app.store.PutIfAbsent("gpc/"+h.label, []byte(h.gpcDate)); err == nil {
+		h.gpcDate = string(stored)
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if strings.ContainsAny(h.Site, "/\x00") || len(h.Site) > 253 {
+		return fmt.Errorf("invalid site %q", h.Site)
+	}
+	if h.Lifetime < 0 {
+		return errors.New("lifetime must be positive")
+	}
+	if h.UnknownCookies != "allow" && h.UnknownCookies != "block" {
+		return fmt.Errorf("unknown_cookies must be allow or block, got %q", h.UnknownCookies)
+	}
+	if !strings.HasPrefix(h.APIPrefix, "/") {
+		return fmt.Errorf("api_prefix must start with '/', got %q", h.APIPrefix)
+	}
+	if !validCookieName(h.CookieName) {
+		return fmt.Errorf("invalid cookie_name %q", h.CookieName)
+	}
+	if !policy.ValidRegime(h.DefaultRegime) {
+		return fmt.Errorf("invalid default_regime %q: use opt-in, opt-out or notice", h.DefaultRegime)
+	}
+	for country, regime := range h.Regimes {
+		if len(country) != 2 {
+			return fmt.Errorf("regimes: %q is not an ISO 3166-1 alpha-2 country code", country)
+		}
+		if !policy.ValidRegime(regime) {
+			return fmt.Errorf("regimes: invalid regime %q for %s", regime, country)
+		}
+	}
+	if h.DNT != "honor" && h.DNT != "ignore" {
+		return fmt.Errorf("dnt must be honor or ignore, got %q", h.DNT)
+	}
+	if len(h.PolicyVersion) > 64 || len(h.ReconsentSince) > 64 {
+		return errors.New("policy versions are limited to 64 bytes")
+	}
+	return nil
+}
+
+func validCookieName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	d := h.decide(r)
+	caddyhttp.SetVar(r.Context(), decisionVarKey, d)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Map(d.placeholder)
+	}
+
+	if strings.HasPrefix(r.URL.Path, h.APIPrefix) {
+		return h.serveAPI(w, r, d)
+	}
+
+	h.filterRequestCookies(r, d)
+	rw := &responseWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, d: d}
+	if d.gpcRevoked {
+		h.recordSignal(r, d, rw)
+	}
+	if r.URL.Path == "/.well-known/gpc.json" && (h.GPCJSON == nil || *h.GPCJSON) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		return h.serveGPCJSON(rw, r, next)
+	}
+	return next.ServeHTTP(rw, r)
+}
+
+// decide computes the visitor's consent for r: regime from the country,
+// the signed token, then GPC/DNT.
+func (h *Handler) decide(r *http.Request) *Decision {
+	s := h.site
+	d := &Decision{site: s, PolicyVersion: h.PolicyVersion, SiteID: h.siteID(r)}
+	d.Country = h.country(r)
+	d.Regime = h.regimeFor(d.Country)
+	d.GPC = r.Header.Get("Sec-GPC") == "1"
+	d.DNT = h.DNT == "honor" && r.Header.Get("DNT") == "1"
+
+	var explicit policy.Set
+	if text := h.tokenText(r); text != "" {
+		var buf [token.ScratchLen]byte
+		var v token.View
+		if token.Verify(h.app.keys, d.SiteID, text, buf[:0], &v) == nil {
+			now := h.now()
+			issued := time.Unix(v.Issued, 0)
+			expires := issued.Add(time.Duration(h.Lifetime))
+			stale := h.ReconsentSince != "" && policy.CompareVersions(string(v.Policy), h.ReconsentSince) < 0
+			switch {
+			case now.After(expires) || issued.After(now.Add(5*time.Minute)):
+				// Expired or issued in the future: no decision.
+			case stale:
+				d.previous = v.ID
+			default:
+				d.Decided = true
+				d.ID = v.ID
+				d.Issued, d.Expires = issued, expires
+				d.flags = v.Flags
+				d.PolicyVersion = string(v.Policy)
+				explicit = s.setOf(v.Granted)
+			}
+		}
+	}
+
+	switch {
+	case d.Decided:
+		d.Granted = explicit | s.required
+	case d.Regime == policy.OptOut || d.Regime == policy.Notice:
+		d.Granted = s.required | s.optional
+	default:
+		d.Granted = s.required
+	}
+	if d.GPC || d.DNT {
+		refused := d.Granted & s.sale
+		if d.Decided && d.flags&token.FlagGPCSeen != 0 {
+			// Granted explicitly while the signal was on: the choice wins.
+			refused = 0
+		}
+		if refused != 0 {
+			d.Granted &^= refused
+			d.gpcRevoked = d.Decided
+		}
+	}
+	return d
+}
+
+// siteID is the configured site, or the request's host name in lower case
+// without port, with characters unfit for a store key replaced.
+func (h *Handler) siteID(r *http.Request) string {
+	if h.Site != "" {
+		return h.Site
+	}
+	host := r.Host
+	if hst, _, err := net.SplitHostPort(host); err == nil {
+		host = hst
+	}
+	if host == "" {
+		return "default"
+	}
+	if len(host) > 253 {
+		host = host[:253]
+	}
+	clean := true
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '_') {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return host
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
+		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == ':' || r == '_':
+			return r
+		}
+		return '_'
+	}, host)
+}
+
+// setOf maps a comma-separated list of category names to a set, ignoring
+// names the site no longer defines.
+func (s *siteConfig) setOf(names []byte) policy.Set {
+	var set policy.Set
+	for len(names) > 0 {
+		var name []byte
+		if i := indexByte(names, ','); i >= 0 {
+			name, names = names[:i], names[i+1:]
+		} else {
+			name, names = names, nil
+		}
+		if i, ok := s.index[string(name)]; ok {
+			set = set.With(i)
+		}
+	}
+	return set
+}
+
+func indexByte(b []byte, c byte) int {
+	for i := range b {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// tokenText finds the consent token: the Consent-Token header (apps) wins
+// over the consent cookie (browsers).
+func (h *Handler) tokenText(r *http.Request) string {
+	if v := r.Header.Get(TokenHeader); v != "" {
+		return v
+	}
+	for _, line := range r.Header["Cookie"] {
+		if v, ok := cookies.Get(line, h.CookieName); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// country returns the visitor's country from the trusted CDN header or the
+// GeoIP database, "" when unknown. It is only looked up when the site maps
+// countries to regimes.
+func (h *Handler) country(r *http.Request) string {
+	if len(h.Regimes) == 0 {
+		return ""
+	}
+	if h.CountryHeader != "" {
+		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+			if c := strings.ToUpper(strings.TrimSpace(r.Header.Get(h.CountryHeader))); validCountry(c) {
+				return c
+			}
+		}
+	}
+	if g := h.app.geo; g != nil {
+		if addr, err := netip.ParseAddr(clientIP(r)); err == nil {
+			return g.Lookup(addr).Country
+		}
+	}
+	return ""
+}
+
+func validCountry(c string) bool {
+	// XX and T1 are the "unknown" and "Tor" codes CDNs send.
+	return len(c) == 2 && c[0] >= 'A' && c[0] <= 'Z' && c[1] >= 'A' && c[1] <= 'Z' && c != "XX"
+}
+
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
+
+func (h *Handler) regimeFor(country string) string {
+	if country == "" {
+		return policy.OptIn
+	}
+	if regime, ok := h.Regimes[country]; ok {
+		return regime
+	}
+	return h.DefaultRegime
+}
+
+// allowed reports whether a cookie may pass, and its category for metrics.
+func (h *Handler) allowed(name string, granted policy.Set) (bool, string) {
+	if name == "" {
+		return false, "malformed"
+	}
+	if name == h.CookieName {
+		// The consent cookie is ours; the upstream never sees or sets it.
+		return false, "consent"
+	}
+	i, _ := h.site.classifier.Classify(name)
+	switch i {
+	case policy.Orphan:
+		return false, "unmapped"
+	case policy.Unclassified:
+		h.reportUnknown(name)
+		if h.UnknownCookies == "block" {
+			return granted&h.site.optional == h.site.optional, "unclassified"
+		}
+		return true, "unclassified"
+	}
+	return granted.Has(i), h.site.categories[i].Name
+}
+
+func (h *Handler) reportUnknown(name string) {
+	h.app.metrics.unclassified.WithLabelValues(h.label).Inc()
+	if !h.unknown.firstSight(name) {
+		return
+	}
+	if c := h.logger.Check(zapcore.InfoLevel, "unclassified cookie"); c != nil {
+		c.Write(zap.String("cookie", name), zap.String("site", h.label), zap.String("unknown_cookies", h.UnknownCookies))
+	}
+}
+
+// unknownCookies remembers which unclassified cookie names were reported,
+// up to maxUnknownReported names so a client cannot grow it without bound.
+type unknownCookies struct {
+	names sync.Map
+	n     atomic.Int32
+}
+
+func (u *unknownCookies) firstSight(name string) bool {
+	if u.n.Load() >= maxUnknownReported {
+		return false
+	}
+	if _, seen := u.names.LoadOrStore(name, struct{}{}); seen {
+		return false
+	}
+	u.n.Add(1)
+	return true
+}
+
+// filterRequestCookies removes cookies the visitor has not granted (and
+// the consent cookie itself) before any later handler or upstream sees
+// them. The header is rebuilt only when something is removed.
+func (h *Handler) filterRequestCookies(r *http.Request, d *Decision) {
+	lines := r.Header["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	changed := false
+	for _, line := range lines {
+		sc := cookies.NewScanner(line)
+		for {
+			p, ok := sc.Next()
+			if !ok {
+				break
+			}
+			if ok, category := h.allowed(p.Name, d.Granted); !ok {
+				changed = true
+				if category != "consent" {
+					h.app.metrics.cookiesHeld.WithLabelValues(h.label, category, "request").Inc()
+				}
+				continue
+			}
+			kept = append(kept, p.Raw)
+		}
+	}
+	if !changed {
+		return
+	}
+	if len(kept) == 0 {
+		r.Header.Del("Cookie")
+		return
+	}
+	r.Header["Cookie"] = []string{strings.Join(kept, "; ")}
+}
+
+// filterSetCookies drops Set-Cookie headers of categories not granted.
+func (h *Handler) filterSetCookies(hdr http.Header, d *Decision) {
+	lines := hdr["Set-Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	kept := lines[:0]
+	for _, line := range lines {
+		if ok, category := h.allowed(cookies.SetCookieName(line), d.Granted); !ok {
+			h.app.metrics.cookiesHeld.WithLabelValues(h.label, category, "response").Inc()
+			if c := h.logger.Check(zapcore.DebugLevel, "dropped set-cookie"); c != nil {
+				c.Write(zap.String("cookie", cookies.SetCookieName(line)), zap.String("category", category))
+			}
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if len(kept) == 0 {
+		hdr.Del("Set-Cookie")
+		return
+	}
+	hdr["Set-Cookie"] = kept
+}
+
+// placeholder resolves the http.consent.* and http.geo.* placeholders.
+func (d *Decision) placeholder(key string) (any, bool) {
+	const prefix = "http.consent."
+	if key == "http.geo.country" {
+		return d.Country, true
+	}
+	if !strings.HasPrefix(key, prefix) {
+		return nil, false
+	}
+	switch name := key[len(prefix):]; name {
+	case "id":
+		return d.IDString(), true
+	case "decided":
+		return strconv.FormatBool(d.Decided), true
+	case "granted":
+		return strings.Join(d.GrantedNames(), ","), true
+	case "denied":
+		return strings.Join(d.DeniedNames(), ","), true
+	case "regime":
+		return d.Regime, true
+	case "gpc":
+		return strconv.FormatBool(d.GPC), true
+	default:
+		if _, ok := d.site.index[name]; ok {
+			return strconv.FormatBool(d.Has(name)), true
+		}
+	}
+	return nil, false
+}
+
+// responseWriter filters Set-Cookie headers before they are written.
+type responseWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	h           *Handler
+	d           *Decision
+	extra       []string
+	wroteHeader bool
+}
+
+func (rw *responseWriter) WriteHeader(status int) {
+	if rw.wroteHeader {
+		return
+	}
+	hdr := rw.Header()
+	rw.h.filterSetCookies(hdr, rw.d)
+	if status >= 200 || status == http.StatusSwitchingProtocols {
+		rw.wroteHeader = true
+		for _, c := range rw.extra {
+			hdr.Add("Set-Cookie", c)
+		}
+	}
+	rw.ResponseWriter.WriteHeader(status)
+}
+
+func (rw *responseWriter) Write(p []byte) (int, error) {
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	return rw.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps io.Copy fast while making sure headers are filtered first.
+func (rw *responseWriter) ReadFrom(src io.Reader) (int64, error) {
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	return rw.ResponseWriterWrapper.ReadFrom(src)
+}
+
+// FlushError flushes, writing (filtered) headers first if needed, so a
+// flush can never send unfiltered headers.
+func (rw *responseWriter) FlushError() error {
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	return http.NewResponseController(rw.ResponseWriter).Flush()
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ http.ResponseWriter         = (*responseWriter)(nil)
+)
