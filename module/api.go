@@ -214,6 +214,10 @@ func formChoice(form url.Values) (choice, error) {
 	case "reject_all":
 		c.None = true
 	case "save":
+		if c.Granted == nil {
+			// Saving with every box unticked means necessary only.
+			c.Granted = []string{}
+		}
 	default:
 		return c, errorf(http.StatusBadRequest, "unknown action %q", action)
 	}
@@ -265,6 +269,12 @@ func truncate(s string, n int) string {
 // signed cookie. Nothing is answered to the client before the record is on
 // disk.
 func (h *Handler) commit(r *http.Request, d *Decision, granted policy.Set, method string, flags byte) (*Decision, *http.Cookie, error) {
+	return h.commitAt(r, d, granted, method, flags, time.Time{})
+}
+
+// commitAt is commit with the issue time of the new token given (zero for
+// now): a revision the visitor did not make must not extend the decision.
+func (h *Handler) commitAt(r *http.Request, d *Decision, granted policy.Set, method string, flags byte, issued time.Time) (*Decision, *http.Cookie, error) {
 	id := d.ID
 	if !d.Decided {
 		id = d.previous
@@ -279,9 +289,12 @@ func (h *Handler) commit(r *http.Request, d *Decision, granted policy.Set, metho
 		flags |= token.FlagGPCSeen
 	}
 	now := h.now().UTC().Truncate(time.Second)
+	if issued.IsZero() {
+		issued = now
+	}
 	nd := &Decision{
 		ID: id, Decided: true, Granted: granted, Regime: d.Regime, Country: d.Country,
-		GPC: d.GPC, DNT: d.DNT, Issued: now, Expires: now.Add(time.Duration(h.Lifetime)),
+		GPC: d.GPC, DNT: d.DNT, Issued: issued, Expires: issued.Add(time.Duration(h.Lifetime)),
 		PolicyVersion: h.PolicyVersion, flags: flags, site: h.site, SiteID: d.SiteID,
 	}
 	rec := store.Record{
@@ -296,13 +309,14 @@ func (h *Handler) commit(r *http.Request, d *Decision, granted policy.Set, metho
 	}
 	h.app.metrics.decisions.WithLabelValues(h.label, method).Inc()
 	text, err := token.Encode(h.app.keys.Signing(), d.SiteID, token.Claims{
-		Flags: flags, ID: id, Issued: now, Policy: h.PolicyVersion, Granted: rec.Granted,
+		Flags: flags, ID: id, Issued: issued, Policy: h.PolicyVersion, Granted: rec.Granted,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	caddyhttp.SetVar(r.Context(), decisionVarKey, nd)
-	return nd, h.consentCookie(r, text, int(time.Duration(h.Lifetime)/time.Second)), nil
+	maxAge := int(nd.Expires.Sub(now) / time.Second)
+	return nd, h.consentCookie(r, text, max(maxAge, 1)), nil
 }
 
 func (h *Handler) consentCookie(r *http.Request, value string, maxAge int) *http.Cookie {
@@ -418,12 +432,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // recordSignal records that a GPC/DNT signal newly refused categories the
 // visitor had granted, and reissues the token so it is recorded once.
-func (h *Handler) recordSignal(r *http.Request, d *Decision, rw *responseWriter) {
-	_, cookie, err := h.commit(r, d, d.Granted, MethodGPC, d.flags)
+func (h *Handler) recordSignal(r *http.Request, d *Decision, rw *responseWriter, appToken bool) {
+	_, cookie, err := h.commitAt(r, d, d.Granted, MethodGPC, d.flags, d.Issued)
 	if err != nil {
 		return // the signal is still applied to this request
 	}
 	rw.extra = append(rw.extra, cookie.String())
+	if appToken {
+		rw.Header().Set(TokenHeader, cookie.Value)
+	}
 	// commit replaced the request's decision; keep the one that filters.
 	caddyhttp.SetVar(r.Context(), decisionVarKey, d)
 }
@@ -440,7 +457,7 @@ func (h *Handler) serveGPCJSON(rw *responseWriter, r *http.Request, next caddyht
 	if err != nil || !fb.notFound {
 		return err
 	}
-	for _, k := range []string{"Content-Length", "Content-Encoding", "Etag", "Last-Modified", "Content-Range"} {
+	for _, k := range []string{"Content-Length", "Content-Encoding", "Etag", "Last-Modified", "Content-Range", "Set-Cookie", "Via"} {
 		rw.Header().Del(k)
 	}
 	rw.Header().Set("Cache-Control", "max-age=86400")

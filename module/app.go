@@ -184,18 +184,23 @@ func (a *App) loadKeys() (*token.Keyring, error) {
 		}
 		return token.NewKeyring(keys...)
 	}
+	// The secret goes in before the pointer to it, so a crash between the
+	// two writes leaves at worst an unused key, never a missing one.
 	first, err := token.GenerateKey()
 	if err != nil {
 		return nil, err
 	}
-	signing, err := a.store.PutIfAbsent(signingKey, []byte(strconv.FormatUint(uint64(first.ID), 10)))
+	firstID := strconv.FormatUint(uint64(first.ID), 10)
+	if _, err := a.store.Get(signingKey); errors.Is(err, store.ErrNotFound) {
+		if err := a.store.Put(keyPrefix+firstID, first.Secret); err != nil {
+			return nil, fmt.Errorf("storing signing key: %w", err)
+		}
+	}
+	signing, err := a.store.PutIfAbsent(signingKey, []byte(firstID))
 	if err != nil {
 		return nil, fmt.Errorf("loading signing key: %w", err)
 	}
-	if string(signing) == strconv.FormatUint(uint64(first.ID), 10) {
-		if _, err := a.store.PutIfAbsent(keyPrefix+string(signing), first.Secret); err != nil {
-			return nil, fmt.Errorf("storing signing key: %w", err)
-		}
+	if string(signing) == firstID {
 		a.logger.Info("generated consent signing key", zap.Uint32("key_id", first.ID))
 	}
 	var keys []*token.Key

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -136,6 +136,29 @@ type Handler struct {
 	unknown *unknownCookies
 	gpcDate string
 	label   string // Site, or "any" when sites follow the host: for metrics and logs
+	held    heldCounters
+	scratch *sync.Pool // *[token.ScratchLen]byte for token verification
+}
+
+// heldCounters are the blocked-cookie counters of this handler, resolved
+// once so the request path does no label look-ups.
+type heldCounters struct {
+	request, response map[string]prometheus.Counter
+	unclassified      prometheus.Counter
+}
+
+func (hc *heldCounters) init(m *metrics, site string, categories []policy.Category) {
+	hc.request = make(map[string]prometheus.Counter)
+	hc.response = make(map[string]prometheus.Counter)
+	names := []string{"malformed", "unmapped", "unclassified"}
+	for _, c := range categories {
+		names = append(names, c.Name)
+	}
+	for _, n := range names {
+		hc.request[n] = m.cookiesHeld.WithLabelValues(site, n, "request")
+		hc.response[n] = m.cookiesHeld.WithLabelValues(site, n, "response")
+	}
+	hc.unclassified = m.unclassified.WithLabelValues(site)
 }
 
 // siteConfig is the compiled policy a Decision refers to.
@@ -158,7 +181,16 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults, compiles the policy and gets the consent app.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
+	appIface, err := ctx.App("consent")
+	if err != nil {
+		return fmt.Errorf("getting consent app: %w", err)
+	}
+	return h.setup(appIface.(*App), ctx.Logger())
+}
+
+// setup is Provision once the app is known.
+func (h *Handler) setup(app *App, logger *zap.Logger) error {
+	h.app, h.logger = app, logger
 	h.unknown = new(unknownCookies)
 	if h.now == nil {
 		h.now = time.Now
@@ -231,16 +263,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.site = site
 
-	appIface, err := ctx.App("consent")
-	if err != nil {
-		return fmt.Errorf("getting consent app: %w", err)
-	}
-	h.app = appIface.(*App)
-
 	h.label = h.Site
 	if h.label == "" {
 		h.label = "any"
 	}
+	h.held.init(h.app.metrics, h.label, h.Categories)
+	h.scratch = &sync.Pool{New: func() any { return new([token.ScratchLen]byte) }}
 	h.gpcDate = h.now().UTC().Format("2006-01-02")
 	if stored, err := h.app.store.PutIfAbsent("gpc/"+h.label, []byte(h.gpcDate)); err == nil {
 		h.gpcDate = string(stored)
@@ -300,7 +328,9 @@ func validCookieName(s string) bool {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	d := h.decide(r)
+	st := new(requestState)
+	d := &st.decision
+	h.decide(r, d)
 	caddyhttp.SetVar(r.Context(), decisionVarKey, d)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(d.placeholder)
@@ -311,9 +341,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.filterRequestCookies(r, d)
-	rw := &responseWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, d: d}
+	appToken := r.Header.Get(TokenHeader) != ""
+	if appToken {
+		// Like the consent cookie, the app's token is the gateway's alone.
+		r.Header.Del(TokenHeader)
+	}
+	rw := &st.writer
+	*rw = responseWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, d: d}
 	if d.gpcRevoked {
-		h.recordSignal(r, d, rw)
+		h.recordSignal(r, d, rw, appToken)
 	}
 	if r.URL.Path == "/.well-known/gpc.json" && (h.GPCJSON == nil || *h.GPCJSON) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		return h.serveGPCJSON(rw, r, next)
@@ -321,11 +357,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(rw, r)
 }
 
-// decide computes the visitor's consent for r: regime from the country,
-// the signed token, then GPC/DNT.
-func (h *Handler) decide(r *http.Request) *Decision {
+// requestState holds what the handler allocates per request, in one
+// allocation.
+type requestState struct {
+	decision Decision
+	writer   responseWriter
+}
+
+// decide computes the visitor's consent for r into d: regime from the
+// country, the signed token, then GPC/DNT.
+func (h *Handler) decide(r *http.Request, d *Decision) {
 	s := h.site
-	d := &Decision{site: s, PolicyVersion: h.PolicyVersion, SiteID: h.siteID(r)}
+	*d = Decision{site: s, PolicyVersion: h.PolicyVersion, SiteID: h.siteID(r)}
 	d.Country = h.country(r)
 	d.Regime = h.regimeFor(d.Country)
 	d.GPC = r.Header.Get("Sec-GPC") == "1"
@@ -333,13 +376,18 @@ func (h *Handler) decide(r *http.Request) *Decision {
 
 	var explicit policy.Set
 	if text := h.tokenText(r); text != "" {
-		var buf [token.ScratchLen]byte
+		buf := h.scratch.Get().(*[token.ScratchLen]byte)
+		defer h.scratch.Put(buf)
 		var v token.View
 		if token.Verify(h.app.keys, d.SiteID, text, buf[:0], &v) == nil {
 			now := h.now()
 			issued := time.Unix(v.Issued, 0)
 			expires := issued.Add(time.Duration(h.Lifetime))
-			stale := h.ReconsentSince != "" && policy.CompareVersions(string(v.Policy), h.ReconsentSince) < 0
+			policyVersion := h.PolicyVersion
+			if string(v.Policy) != h.PolicyVersion {
+				policyVersion = string(v.Policy)
+			}
+			stale := h.ReconsentSince != "" && policy.CompareVersions(policyVersion, h.ReconsentSince) < 0
 			switch {
 			case now.After(expires) || issued.After(now.Add(5*time.Minute)):
 				// Expired or issued in the future: no decision.
@@ -350,7 +398,7 @@ func (h *Handler) decide(r *http.Request) *Decision {
 				d.ID = v.ID
 				d.Issued, d.Expires = issued, expires
 				d.flags = v.Flags
-				d.PolicyVersion = string(v.Policy)
+				d.PolicyVersion = policyVersion
 				explicit = s.setOf(v.Granted)
 			}
 		}
@@ -375,7 +423,6 @@ func (h *Handler) decide(r *http.Request) *Decision {
 			d.gpcRevoked = d.Decided
 		}
 	}
-	return d
 }
 
 // siteID is the configured site, or the request's host name in lower case
@@ -384,10 +431,7 @@ func (h *Handler) siteID(r *http.Request) string {
 	if h.Site != "" {
 		return h.Site
 	}
-	host := r.Host
-	if hst, _, err := net.SplitHostPort(host); err == nil {
-		host = hst
-	}
+	host := hostOnly(r.Host)
 	if host == "" {
 		return "default"
 	}
@@ -414,6 +458,21 @@ func (h *Handler) siteID(r *http.Request) string {
 		}
 		return '_'
 	}, host)
+}
+
+// hostOnly strips the port and IPv6 brackets from a Host header value
+// without allocating.
+func hostOnly(host string) string {
+	if strings.HasPrefix(host, "[") {
+		if end := strings.IndexByte(host, ']'); end > 0 {
+			return host[1:end]
+		}
+		return host
+	}
+	if i := strings.IndexByte(host, ':'); i >= 0 && strings.Count(host, ":") == 1 {
+		return host[:i]
+	}
+	return host
 }
 
 // setOf maps a comma-separated list of category names to a set, ignoring
@@ -458,12 +517,8 @@ func (h *Handler) tokenText(r *http.Request) string {
 }
 
 // country returns the visitor's country from the trusted CDN header or the
-// GeoIP database, "" when unknown. It is only looked up when the site maps
-// countries to regimes.
+// GeoIP database, "" when unknown or when there is neither.
 func (h *Handler) country(r *http.Request) string {
-	if len(h.Regimes) == 0 {
-		return ""
-	}
 	if h.CountryHeader != "" {
 		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
 			if c := strings.ToUpper(strings.TrimSpace(r.Header.Get(h.CountryHeader))); validCountry(c) {
@@ -523,7 +578,7 @@ func (h *Handler) allowed(name string, granted policy.Set) (bool, string) {
 }
 
 func (h *Handler) reportUnknown(name string) {
-	h.app.metrics.unclassified.WithLabelValues(h.label).Inc()
+	h.held.unclassified.Inc()
 	if !h.unknown.firstSight(name) {
 		return
 	}
@@ -534,19 +589,34 @@ func (h *Handler) reportUnknown(name string) {
 
 // unknownCookies remembers which unclassified cookie names were reported,
 // up to maxUnknownReported names so a client cannot grow it without bound.
+// Look-ups read an immutable map without locking or allocating; the rare
+// first sight copies it.
 type unknownCookies struct {
-	names sync.Map
-	n     atomic.Int32
+	mu    sync.Mutex
+	names atomic.Pointer[map[string]struct{}]
 }
 
 func (u *unknownCookies) firstSight(name string) bool {
-	if u.n.Load() >= maxUnknownReported {
-		return false
+	if m := u.names.Load(); m != nil {
+		if _, seen := (*m)[name]; seen || len(*m) >= maxUnknownReported {
+			return false
+		}
 	}
-	if _, seen := u.names.LoadOrStore(name, struct{}{}); seen {
-		return false
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	old := u.names.Load()
+	next := make(map[string]struct{}, 1)
+	if old != nil {
+		if _, seen := (*old)[name]; seen || len(*old) >= maxUnknownReported {
+			return false
+		}
+		next = make(map[string]struct{}, len(*old)+1)
+		for k := range *old {
+			next[k] = struct{}{}
+		}
 	}
-	u.n.Add(1)
+	next[name] = struct{}{}
+	u.names.Store(&next)
 	return true
 }
 
@@ -558,7 +628,8 @@ func (h *Handler) filterRequestCookies(r *http.Request, d *Decision) {
 	if len(lines) == 0 {
 		return
 	}
-	var kept []string
+	var keptBuf [32]string
+	kept := keptBuf[:0]
 	changed := false
 	for _, line := range lines {
 		sc := cookies.NewScanner(line)
@@ -569,8 +640,8 @@ func (h *Handler) filterRequestCookies(r *http.Request, d *Decision) {
 			}
 			if ok, category := h.allowed(p.Name, d.Granted); !ok {
 				changed = true
-				if category != "consent" {
-					h.app.metrics.cookiesHeld.WithLabelValues(h.label, category, "request").Inc()
+				if c, ok := h.held.request[category]; ok {
+					c.Inc()
 				}
 				continue
 			}
@@ -584,7 +655,9 @@ func (h *Handler) filterRequestCookies(r *http.Request, d *Decision) {
 		r.Header.Del("Cookie")
 		return
 	}
-	r.Header["Cookie"] = []string{strings.Join(kept, "; ")}
+	// Reuse the header's own slice: it belongs to this request.
+	lines[0] = strings.Join(kept, "; ")
+	r.Header["Cookie"] = lines[:1]
 }
 
 // filterSetCookies drops Set-Cookie headers of categories not granted.
@@ -596,7 +669,9 @@ func (h *Handler) filterSetCookies(hdr http.Header, d *Decision) {
 	kept := lines[:0]
 	for _, line := range lines {
 		if ok, category := h.allowed(cookies.SetCookieName(line), d.Granted); !ok {
-			h.app.metrics.cookiesHeld.WithLabelValues(h.label, category, "response").Inc()
+			if c, ok := h.held.response[category]; ok {
+				c.Inc()
+			}
 			if c := h.logger.Check(zapcore.DebugLevel, "dropped set-cookie"); c != nil {
 				c.Write(zap.String("cookie", cookies.SetCookieName(line)), zap.String("category", category))
 			}

@@ -136,9 +136,10 @@ type rule struct {
 // Classifier maps cookie names to category indexes. It is immutable once
 // built and safe for concurrent use.
 type Classifier struct {
-	// tiers[0] holds the site's rules and services, tiers[1] the catalog:
-	// any site rule, even a pattern, wins over the catalog.
-	tiers [2]ruleSet
+	// tiers[0] holds the site's cookie rules, tiers[1] its services'
+	// cookies, tiers[2] the catalog: an earlier tier wins, even with a
+	// pattern over an exact name.
+	tiers [3]ruleSet
 }
 
 type ruleSet struct {
@@ -159,21 +160,21 @@ func (rs *ruleSet) lookup(name string) (rule, bool) {
 }
 
 // NewClassifier builds a classifier for a site's categories: the site's own
-// rules first, then its services, then the built-in catalog, so the site
-// overrides the catalog by name or pattern.
+// cookie rules first, then its services, then the built-in catalog, so the
+// site overrides the catalog by name or pattern. Catalog rules whose
+// category the site does not define classify as Orphan.
 func NewClassifier(categories []Category, site []CookieRule, services []Service, catalog []Service) (*Classifier, error) {
 	index := make(map[string]int, len(categories))
 	for i, c := range categories {
 		index[c.Name] = i
 	}
 	c := &Classifier{}
-	c.tiers[0].exact = make(map[string]rule)
-	c.tiers[1].exact = make(map[string]rule)
-	add := func(pattern, category, service string, strict bool) error {
-		rs := &c.tiers[0]
-		if !strict {
-			rs = &c.tiers[1]
-		}
+	for i := range c.tiers {
+		c.tiers[i].exact = make(map[string]rule)
+	}
+	add := func(tier int, pattern, category, service string) error {
+		rs := &c.tiers[tier]
+		strict := tier < 2
 		if pattern == "" || strings.ContainsAny(pattern, " ;=,\t\"") {
 			return fmt.Errorf("invalid cookie pattern %q", pattern)
 		}
@@ -195,20 +196,20 @@ func NewClassifier(categories []Category, site []CookieRule, services []Service,
 		return nil
 	}
 	for _, r := range site {
-		if err := add(r.Pattern, r.Category, "", true); err != nil {
+		if err := add(0, r.Pattern, r.Category, ""); err != nil {
 			return nil, err
 		}
 	}
 	for _, s := range services {
 		for _, p := range s.Cookies {
-			if err := add(p, s.Category, s.Name, true); err != nil {
+			if err := add(1, p, s.Category, s.Name); err != nil {
 				return nil, fmt.Errorf("service %s: %w", s.Name, err)
 			}
 		}
 	}
 	for _, s := range catalog {
 		for _, p := range s.Cookies {
-			if err := add(p, s.Category, s.Name, false); err != nil {
+			if err := add(2, p, s.Category, s.Name); err != nil {
 				return nil, fmt.Errorf("catalog service %s: %w", s.Name, err)
 			}
 		}

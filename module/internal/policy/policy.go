@@ -5,7 +5,6 @@ package policy
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -86,37 +85,54 @@ func (s Set) With(i int) Set { return s | 1<<uint(i) }
 func (s Set) Without(i int) Set { return s &^ (1 << uint(i)) }
 
 // CompareVersions orders policy versions segment by segment, splitting on
-// '.', '-' and '_': numeric segments compare as numbers, others as text, so
-// "1.10" > "1.9" and "2024-05-01" > "2024-04-30". It returns -1, 0 or 1.
+// '.', '-' and '_': all-digit segments compare as numbers (of any length),
+// other segments as text, and a number sorts before text, so "1.10" > "1.9",
+// "2024-05-01" > "2024-04-30" and "1.10" < "1.1a". A missing segment sorts
+// first ("1" < "1.0"). It returns -1, 0 or 1 and is a total order.
 func CompareVersions(a, b string) int {
 	as := splitVersion(a)
 	bs := splitVersion(b)
 	for i := 0; i < len(as) || i < len(bs); i++ {
-		var x, y string
-		if i < len(as) {
-			x = as[i]
-		}
-		if i < len(bs) {
-			y = bs[i]
-		}
-		xn, xerr := strconv.ParseUint(x, 10, 64)
-		yn, yerr := strconv.ParseUint(y, 10, 64)
 		switch {
-		case xerr == nil && yerr == nil:
-			if xn != yn {
-				if xn < yn {
-					return -1
-				}
-				return 1
-			}
-		case x != y:
-			if x < y {
+		case i >= len(as):
+			return -1
+		case i >= len(bs):
+			return 1
+		}
+		if c := compareSegment(as[i], bs[i]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+func compareSegment(x, y string) int {
+	xn, yn := allDigits(x), allDigits(y)
+	switch {
+	case xn && yn:
+		x, y = strings.TrimLeft(x, "0"), strings.TrimLeft(y, "0")
+		if len(x) != len(y) {
+			if len(x) < len(y) {
 				return -1
 			}
 			return 1
 		}
+		return strings.Compare(x, y)
+	case xn:
+		return -1
+	case yn:
+		return 1
 	}
-	return 0
+	return strings.Compare(x, y)
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func splitVersion(v string) []string {

@@ -1,0 +1,248 @@
+package consentgate
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/consentgate/consentgate/module/internal/store"
+	"github.com/consentgate/consentgate/module/internal/token"
+)
+
+// newTestHandler returns a handler set up with a real store in a temp
+// directory and a generated key, without a running Caddy.
+func newTestHandler(t testing.TB, h *Handler) *Handler {
+	t.Helper()
+	s, err := store.Open(filepath.Join(t.TempDir(), "store"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	k, err := token.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := token.NewKeyring(k)
+	app := &App{store: s, keys: kr, metrics: newMetrics(nil), logger: zap.NewNop()}
+	if err := h.setup(app, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// withCaddyContext adds what Caddy's server puts in every request context:
+// the variables table and the replacer.
+func withCaddyContext(r *http.Request) *http.Request {
+	ctx := context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "203.0.113.9"})
+	ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, caddy.NewReplacer())
+	return r.WithContext(ctx)
+}
+
+func issueToken(t testing.TB, h *Handler, site string, granted ...string) string {
+	t.Helper()
+	id, _ := token.NewID()
+	tok, err := token.Encode(h.app.keys.Signing(), site, token.Claims{
+		ID: id, Issued: h.now(), Policy: h.PolicyVersion, Granted: granted,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+var upstreamSetCookies = []string{"session=abc; Path=/; HttpOnly", "_ga=GA1.1.1.2; Path=/", "_fbp=fb.1.2.3; Path=/"}
+
+// upstreamNext answers like an upstream that sets three cookies. It fills
+// the header from a reused slice so benchmarks count only the handler's
+// allocations.
+var upstreamNext = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+	buf := setCookieBuf.Get().(*[]string)
+	*buf = append((*buf)[:0], upstreamSetCookies...)
+	w.Header()["Set-Cookie"] = *buf
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(okBody)
+	setCookieBuf.Put(buf)
+	return err
+})
+
+var (
+	okBody       = []byte("ok")
+	setCookieBuf = sync.Pool{New: func() any { s := make([]string, 0, 4); return &s }}
+)
+
+func TestResponseWriterFiltersOnFlushAndReadFrom(t *testing.T) {
+	h := newTestHandler(t, &Handler{Site: "shop"})
+	for name, next := range map[string]caddyhttp.HandlerFunc{
+		"flush before write": func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Add("Set-Cookie", "_fbp=1")
+			return http.NewResponseController(w).Flush()
+		},
+		"readfrom": func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Add("Set-Cookie", "_fbp=1")
+			_, err := w.(io.ReaderFrom).ReadFrom(strings.NewReader("body"))
+			return err
+		},
+		"implicit header on write": func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Add("Set-Cookie", "_fbp=1")
+			_, err := w.Write([]byte("x"))
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			r := withCaddyContext(httptest.NewRequest(http.MethodGet, "http://shop/", nil))
+			if err := h.ServeHTTP(rec, r, next); err != nil {
+				t.Fatal(err)
+			}
+			if got := rec.Result().Header.Values("Set-Cookie"); len(got) != 0 {
+				t.Fatalf("unfiltered Set-Cookie escaped: %v", got)
+			}
+		})
+	}
+}
+
+func TestDecisionPlaceholdersWithoutRequest(t *testing.T) {
+	var d *Decision
+	if d.Has("analytics") || d.IDString() != "" || len(d.GrantedNames()) != 0 {
+		t.Fatal("nil decision must grant nothing")
+	}
+}
+
+// BenchmarkServeHTTP measures the consent handler's per-request path for a
+// decided visitor: token verification, request cookie filtering, response
+// Set-Cookie filtering and the placeholders, with a trivial next handler.
+func BenchmarkServeHTTP(b *testing.B) {
+	h := newTestHandler(b, &Handler{})
+	tok := issueToken(b, h, "shop.example", "necessary", "analytics")
+	line := "cg_consent=" + tok + "; session=abc; _ga=GA1.1.1.2; _fbp=fb.1.2.3"
+	cookieLine := []string{line}
+	r := withCaddyContext(httptest.NewRequest(http.MethodGet, "http://shop.example/page?x=1", nil))
+	vars := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		cookieLine[0] = line // the handler rewrites the request's header in place
+		r.Header["Cookie"] = cookieLine
+		clear(w.h)
+		delete(vars, decisionVarKey)
+		if err := h.ServeHTTP(w, r, upstreamNext); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if got := w.h.Values("Set-Cookie"); len(got) != 2 {
+		b.Fatalf("Set-Cookie = %v", got)
+	}
+}
+
+// BenchmarkServeHTTPNoCookies is a first visit: no token, no cookies.
+func BenchmarkServeHTTPNoCookies(b *testing.B) {
+	h := newTestHandler(b, &Handler{})
+	r := withCaddyContext(httptest.NewRequest(http.MethodGet, "http://shop.example/", nil))
+	w := &discardWriter{h: http.Header{}}
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		if err := h.ServeHTTP(w, r, next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+// FuzzConsentAPI posts arbitrary bodies with arbitrary content types and
+// origins: the API must never panic, must answer a known status, and must
+// record a decision and set the cookie exactly when it answers success.
+func FuzzConsentAPI(f *testing.F) {
+	h := newTestHandler(f, &Handler{Site: "shop"})
+	f.Add("POST", "application/json", `{"granted":["analytics"]}`, "")
+	f.Add("POST", "application/json", `{"all":true}`, "http://shop")
+	f.Add("POST", "application/x-www-form-urlencoded", "granted=analytics&return=/x", "")
+	f.Add("POST", "application/x-www-form-urlencoded", "action=save", "")
+	f.Add("POST", "application/json; charset=utf-8", `{"none":true}`, "https://evil")
+	f.Add("DELETE", "", "", "")
+	f.Add("POST", "multipart/form-data; boundary=x", "--x--", "")
+	f.Add("POST", "application/json", `{"granted":null}`, "")
+	f.Fuzz(func(t *testing.T, method, ctype, body, origin string) {
+		if method != "POST" && method != "DELETE" && method != "GET" {
+			method = "POST"
+		}
+		before, _ := h.app.store.CountRecords("")
+		r := httptest.NewRequest(method, "http://shop/_consent/state", strings.NewReader(body))
+		if ctype != "" {
+			r.Header.Set("Content-Type", ctype)
+		}
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		r = withCaddyContext(r)
+		rec := httptest.NewRecorder()
+		if err := h.ServeHTTP(rec, r, upstreamNext); err != nil {
+			t.Fatalf("handler error: %v", err)
+		}
+		after, _ := h.app.store.CountRecords("")
+		setsConsent := strings.Contains(strings.Join(rec.Result().Header.Values("Set-Cookie"), "\n"), "cg_consent=")
+		switch rec.Code {
+		case 200, 303:
+			if method == "GET" {
+				if setsConsent || after != before {
+					t.Fatal("GET changed state")
+				}
+				return
+			}
+			if !setsConsent || after != before+2 && after != before+1 {
+				t.Fatalf("success without record/cookie: records %d→%d, cookie %v", before, after, setsConsent)
+			}
+			if rec.Code == 303 {
+				if loc := rec.Header().Get("Location"); !localPath(loc) {
+					t.Fatalf("redirect off site: %q", loc)
+				}
+			}
+		case 400, 403, 405, 413, 415:
+			if setsConsent || after != before {
+				t.Fatalf("%d changed state: records %d→%d, cookie %v", rec.Code, before, after, setsConsent)
+			}
+			if !strings.Contains(rec.Body.String(), `"error"`) {
+				t.Fatalf("%d without JSON error: %q", rec.Code, rec.Body.String())
+			}
+		default:
+			t.Fatalf("unexpected status %d: %s", rec.Code, rec.Body.String())
+		}
+	})
+}
+
+func TestHostOnly(t *testing.T) {
+	for in, want := range map[string]string{
+		"shop.example":      "shop.example",
+		"shop.example:8080": "shop.example",
+		"[::1]":             "::1",
+		"[::1]:443":         "::1",
+		"::1":               "::1",
+		"127.0.0.1:80":      "127.0.0.1",
+		"":                  "",
+	} {
+		if got := hostOnly(in); got != want {
+			t.Errorf("hostOnly(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
