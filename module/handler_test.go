@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -244,5 +247,40 @@ func TestHostOnly(t *testing.T) {
 		if got := hostOnly(in); got != want {
 			t.Errorf("hostOnly(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// BenchmarkDecisionsParallel posts decisions through the handler from 64
+// concurrent clients; each answer is sent only after its record is synced
+// to disk, so decisions/s is the durable rate.
+func BenchmarkDecisionsParallel(b *testing.B) {
+	h := newTestHandler(b, &Handler{Site: "shop"})
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
+	b.ReportAllocs()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		local := make([]time.Duration, 0, 1024)
+		for pb.Next() {
+			r := withCaddyContext(httptest.NewRequest(http.MethodPost, "http://shop/_consent/state", strings.NewReader(`{"granted":["analytics"]}`)))
+			r.Header.Set("Content-Type", "application/json")
+			w := &discardWriter{h: http.Header{}}
+			t0 := time.Now()
+			if err := h.ServeHTTP(w, r, upstreamNext); err != nil {
+				b.Error(err)
+				return
+			}
+			local = append(local, time.Since(t0))
+		}
+		mu.Lock()
+		lat = append(lat, local...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "decisions/s")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	}
 }

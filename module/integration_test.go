@@ -753,3 +753,80 @@ http://127.0.0.1:{{PORT}} {
 		t.Fatalf("store not under Caddy's data directory: %v", err)
 	}
 }
+
+func TestSettingsFormSaveWithNothingTicked(t *testing.T) {
+	g, _ := start(t, ``)
+	c := newClient(t)
+	c.postJSON(g.url("/_consent/state"), `{"all":true}`)
+	r := c.do(http.MethodPost, g.url("/_consent/state"), "application/x-www-form-urlencoded", "action=save&return=/settings")
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/settings" {
+		t.Fatalf("save: %d %s", r.status, r.body)
+	}
+	if st := c.get(g.url("/_consent/state")).json(t); !slices.Equal(st.Granted, []string{"necessary"}) {
+		t.Fatalf("save with nothing ticked granted %v", st.Granted)
+	}
+}
+
+func TestAppTokenStaysAtTheGateway(t *testing.T) {
+	g, up := start(t, ``)
+	app := newClient(t)
+	app.c.Jar = nil
+	tok := app.postJSON(g.url("/_consent/state"), `{"all":true}`, "Consent-Token", "new").header.Get("Consent-Token")
+	app.get(g.url("/api/items"), "Consent-Token", tok)
+	if got := up.lastHeader().Get("Consent-Token"); got != "" {
+		t.Fatalf("upstream received the consent token %q", got)
+	}
+	// GPC newly seen on an app token: recorded once, and the app gets the
+	// reissued token in the header (it has no cookie jar).
+	r := app.get(g.url("/api/items"), "Consent-Token", tok, "Sec-GPC", "1")
+	next := r.header.Get("Consent-Token")
+	if next == "" || next == tok {
+		t.Fatalf("reissued token not sent to the app: %q", next)
+	}
+	app.get(g.url("/api/items"), "Consent-Token", next, "Sec-GPC", "1")
+	app.get(g.url("/api/items"), "Consent-Token", next, "Sec-GPC", "1")
+	st := app.get(g.url("/_consent/state"), "Consent-Token", next, "Sec-GPC", "1").json(t)
+	recs, _ := g.store().Records("127.0.0.1", st.ID)
+	if len(recs) != 2 || recs[1].Method != "gpc" {
+		t.Fatalf("want one grant and one gpc record, got %+v", recs)
+	}
+	// The revision by signal does not extend the decision.
+	first, _ := token.Decode(g.app().Keyring(), "127.0.0.1", tok)
+	second, _ := token.Decode(g.app().Keyring(), "127.0.0.1", next)
+	if !first.Issued.Equal(second.Issued) {
+		t.Errorf("GPC revision moved the issue time %v -> %v", first.Issued, second.Issued)
+	}
+}
+
+func TestDefaultRegimeWithGeoIPAlone(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "geo.mmdb")
+	geotest.Write(t, db, map[string]geotest.Entry{"203.0.113.0/24": {Country: "US"}})
+	g, _ := start(t, `default_regime opt-out`, "geoip "+db)
+	if st := newClient(t).get(g.url("/_consent/state"), "X-Forwarded-For", "203.0.113.9").json(t); st.Regime != "opt-out" {
+		t.Errorf("known country with default_regime opt-out: %+v", st)
+	}
+	if st := newClient(t).get(g.url("/_consent/state"), "X-Forwarded-For", "192.0.2.1").json(t); st.Regime != "opt-in" {
+		t.Errorf("unknown country must get opt-in: %+v", st)
+	}
+}
+
+func TestGeoIPHotReload(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "geo.mmdb")
+	geotest.Write(t, db, map[string]geotest.Entry{"203.0.113.0/24": {Country: "DE"}})
+	g, _ := start(t, `regime opt-out US`, "geoip "+db)
+	if st := newClient(t).get(g.url("/_consent/state"), "X-Forwarded-For", "203.0.113.9").json(t); st.Regime != "opt-in" {
+		t.Fatalf("before: %+v", st)
+	}
+	geotest.Write(t, db, map[string]geotest.Entry{"203.0.113.0/24": {Country: "US"}, "198.51.100.0/24": {Country: "FR"}})
+	future := time.Now().Add(time.Minute)
+	if err := os.Chtimes(db, future, future); err != nil {
+		t.Fatal(err)
+	}
+	// The app's watcher polls every minute; trigger the same check now.
+	if changed, err := g.app().Geo().ReloadIfChanged(); err != nil || !changed {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	if st := newClient(t).get(g.url("/_consent/state"), "X-Forwarded-For", "203.0.113.9").json(t); st.Regime != "opt-out" {
+		t.Fatalf("after reload: %+v", st)
+	}
+}

@@ -226,12 +226,10 @@ func (s *Store) recordKey(r *Record) []byte {
 	return k
 }
 
-func currentKey(site, id string) []byte { return []byte("cur/" + site + "/" + id) }
-
 func validPart(s string) bool { return s != "" && !strings.ContainsAny(s, "/\x00") }
 
-// Append stores a decision record and the visitor's current state, durably,
-// with the store's retention as TTL.
+// Append stores a decision record durably, with the store's retention as
+// TTL. The visitor's current state is their latest record.
 func (s *Store) Append(r Record) error {
 	if !validPart(r.Site) || !validPart(r.ID) {
 		return fmt.Errorf("record needs a site and a consent id without '/'")
@@ -243,10 +241,7 @@ func (s *Store) Append(r Record) error {
 	if err != nil {
 		return err
 	}
-	return s.write(
-		newPending(s.recordKey(&r), val, s.retention),
-		newPending(currentKey(r.Site, r.ID), val, s.retention),
-	)
+	return s.write(newPending(s.recordKey(&r), val, s.retention))
 }
 
 // Records returns a visitor's records, oldest first.
@@ -266,14 +261,27 @@ func (s *Store) Records(site, id string) ([]Record, error) {
 	return out, err
 }
 
-// Current returns a visitor's latest record.
+// Current returns a visitor's latest record, or ErrNotFound.
 func (s *Store) Current(site, id string) (Record, error) {
 	var r Record
-	v, err := s.Get(string(currentKey(site, id)))
-	if err != nil {
-		return r, err
+	if !validPart(site) || !validPart(id) {
+		return r, fmt.Errorf("invalid site or consent id")
 	}
-	return r, json.Unmarshal(v, &r)
+	prefix := []byte("rec/" + site + "/" + id + "/")
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Reverse = true
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		// In reverse, seek past every key with the prefix.
+		it.Seek(append(append([]byte(nil), prefix...), 0xff))
+		if !it.ValidForPrefix(prefix) {
+			return ErrNotFound
+		}
+		return it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) })
+	})
+	return r, err
 }
 
 // CountRecords counts the records of a site (all sites when site is "").
