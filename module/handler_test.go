@@ -284,3 +284,17 @@ func BenchmarkDecisionsParallel(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	}
 }
+
+func TestConsentCookieSecureOnHTTPS(t *testing.T) {
+	h := newTestHandler(t, &Handler{Site: "shop"})
+	r := withCaddyContext(httptest.NewRequest(http.MethodPost, "https://shop/_consent/state", strings.NewReader(`{"all":true}`)))
+	r.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, r, upstreamNext); err != nil {
+		t.Fatal(err)
+	}
+	c := rec.Result().Cookies()
+	if len(c) != 1 || c[0].Name != DefaultCookieName || !c[0].Secure || !c[0].HttpOnly || c[0].SameSite != http.SameSiteLaxMode {
+		t.Fatalf("cookie over HTTPS = %+v", c)
+	}
+}

@@ -2,6 +2,7 @@ package consentgate
 
 import (
 	"encoding/base64"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -828,5 +829,28 @@ func TestGeoIPHotReload(t *testing.T) {
 	}
 	if st := newClient(t).get(g.url("/_consent/state"), "X-Forwarded-For", "203.0.113.9").json(t); st.Regime != "opt-out" {
 		t.Fatalf("after reload: %+v", st)
+	}
+}
+
+func TestMetricsCountWhatWasHeldBack(t *testing.T) {
+	g, _ := start(t, ``)
+	c := newClient(t)
+	c.get(g.url("/"), "Cookie", "_fbp=1; mystery=2; session=3")
+	c.postJSON(g.url("/_consent/state"), `{"none":true}`)
+	resp, err := http.Get("http://" + g.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`consentgate_cookies_blocked_total{category="marketing",direction="request",site="any"} 1`,
+		`consentgate_cookies_blocked_total{category="marketing",direction="response",site="any"} 1`,
+		`consentgate_unclassified_cookies_total{site="any"}`,
+		`consentgate_decisions_recorded_total{method="api",site="any"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
