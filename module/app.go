@@ -103,6 +103,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.store = val.(storeCloser).Store
+	a.store.SetRetention(time.Duration(a.Retention))
 
 	if a.keys, err = a.loadKeys(); err != nil {
 		return err

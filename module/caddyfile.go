@@ -130,13 +130,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Cookies = append(h.Cookies, policy.CookieRule{Pattern: args[0], Category: args[1]})
 		case "unknown_cookies":
-			err = oneArg(d, &h.UnknownCookies)
+			err = enumArg(d, &h.UnknownCookies, "allow", "block")
 		case "api_prefix":
 			err = oneArg(d, &h.APIPrefix)
 		case "cookie_name":
 			err = oneArg(d, &h.CookieName)
 		case "default_regime":
-			err = oneArg(d, &h.DefaultRegime)
+			err = enumArg(d, &h.DefaultRegime, policy.OptIn, policy.OptOut, policy.Notice)
 		case "regime":
 			args := d.RemainingArgs()
 			if len(args) < 2 {
@@ -154,7 +154,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "country_header":
 			err = oneArg(d, &h.CountryHeader)
 		case "dnt":
-			err = oneArg(d, &h.DNT)
+			err = enumArg(d, &h.DNT, "honor", "ignore")
 		case "gpc_json":
 			var v string
 			if err = oneArg(d, &v); err == nil {
@@ -231,6 +231,19 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 		return d.ArgErr()
 	}
 	return nil
+}
+
+func enumArg(d *caddyfile.Dispenser, dst *string, allowed ...string) error {
+	name := d.Val()
+	if err := oneArg(d, dst); err != nil {
+		return err
+	}
+	for _, a := range allowed {
+		if *dst == a {
+			return nil
+		}
+	}
+	return d.Errf("%s must be one of %s, got %q", name, strings.Join(allowed, ", "), *dst)
 }
 
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {

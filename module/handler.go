@@ -198,11 +198,18 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	if len(h.Categories) == 0 {
 		h.Categories = policy.DefaultCategories()
 	}
-	hasRequired := false
-	for _, c := range h.Categories {
+	hasRequired, necessary := false, -1
+	for i, c := range h.Categories {
 		hasRequired = hasRequired || c.Required
+		if c.Name == policy.Necessary {
+			necessary = i
+		}
 	}
-	if !hasRequired {
+	switch {
+	case hasRequired:
+	case necessary >= 0:
+		h.Categories[necessary].Required = true
+	default:
 		h.Categories = append([]policy.Category{policy.DefaultCategories()[0]}, h.Categories...)
 	}
 	if h.PolicyVersion == "" {
@@ -216,6 +223,9 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	}
 	if h.APIPrefix == "" {
 		h.APIPrefix = DefaultAPIPrefix
+	}
+	if !strings.HasPrefix(h.APIPrefix, "/") || strings.Trim(h.APIPrefix, "/") == "" {
+		return fmt.Errorf("api_prefix must be a path below the root such as /_consent/, got %q", h.APIPrefix)
 	}
 	if !strings.HasSuffix(h.APIPrefix, "/") {
 		h.APIPrefix += "/"

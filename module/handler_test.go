@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/consentgate/consentgate/module/internal/policy"
 	"github.com/consentgate/consentgate/module/internal/store"
 	"github.com/consentgate/consentgate/module/internal/token"
 )
@@ -296,5 +297,28 @@ func TestConsentCookieSecureOnHTTPS(t *testing.T) {
 	c := rec.Result().Cookies()
 	if len(c) != 1 || c[0].Name != DefaultCookieName || !c[0].Secure || !c[0].HttpOnly || c[0].SameSite != http.SameSiteLaxMode {
 		t.Fatalf("cookie over HTTPS = %+v", c)
+	}
+}
+
+func TestNecessaryCategoryIsAlwaysRequired(t *testing.T) {
+	h := newTestHandler(t, &Handler{Categories: []policy.Category{{Name: "necessary"}, {Name: "analytics"}}})
+	if len(h.Categories) != 2 || !h.Categories[0].Required {
+		t.Fatalf("categories = %+v", h.Categories)
+	}
+	h = newTestHandler(t, &Handler{Categories: []policy.Category{{Name: "stats"}}})
+	if len(h.Categories) != 2 || h.Categories[0].Name != "necessary" || !h.Categories[0].Required {
+		t.Fatalf("categories without a required one = %+v", h.Categories)
+	}
+}
+
+func TestRetentionFollowsReload(t *testing.T) {
+	h := newTestHandler(t, &Handler{Site: "shop"})
+	h.app.store.SetRetention(24 * time.Hour)
+	if h.app.store.Retention() != 24*time.Hour {
+		t.Fatal("retention not applied")
+	}
+	h.app.store.SetRetention(0)
+	if h.app.store.Retention() != store.DefaultRetention {
+		t.Fatal("zero retention must mean the default")
 	}
 }

@@ -29,14 +29,29 @@ import (
 
 var caddyMu sync.Mutex
 
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{}
+)
+
+// freePort returns a port free now and never handed out before in this
+// process, so two listeners of one test never get the same port.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !ports[p] {
+			ports[p] = true
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // upstream is a backend that records the cookies it receives and sets the
@@ -204,6 +219,9 @@ type client struct {
 
 func newClient(t testing.TB) *client {
 	return &client{t: t, hdr: http.Header{}, c: &http.Client{
+		// No keep-alive: reloads and restarts close server connections, and
+		// a reused connection would make the next request fail spuriously.
+		Transport:     &http.Transport{DisableKeepAlives: true},
 		Jar:           &consentJar{},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}

@@ -67,7 +67,7 @@ type Options struct {
 // Store is the consent store.
 type Store struct {
 	db        *badger.DB
-	retention time.Duration
+	retention atomic.Int64 // time.Duration
 
 	mu      sync.RWMutex // guards closed against sends on reqs
 	closed  bool
@@ -111,14 +111,26 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("opening consent store %s: %w", dir, err)
 	}
 	s := &Store{
-		db:        db,
-		retention: o.Retention,
-		reqs:      make(chan *pending, maxBatch),
-		done:      make(chan struct{}),
+		db:   db,
+		reqs: make(chan *pending, maxBatch),
+		done: make(chan struct{}),
 	}
+	s.retention.Store(int64(o.Retention))
 	go s.commitLoop()
 	return s, nil
 }
+
+// SetRetention changes the lifetime of records appended from now on (a
+// config reload reuses the open store). Zero or less means the default.
+func (s *Store) SetRetention(d time.Duration) {
+	if d <= 0 {
+		d = DefaultRetention
+	}
+	s.retention.Store(int64(d))
+}
+
+// Retention is the lifetime given to new records.
+func (s *Store) Retention() time.Duration { return time.Duration(s.retention.Load()) }
 
 // Close flushes pending appends and closes the database.
 func (s *Store) Close() error {
@@ -241,7 +253,7 @@ func (s *Store) Append(r Record) error {
 	if err != nil {
 		return err
 	}
-	return s.write(newPending(s.recordKey(&r), val, s.retention))
+	return s.write(newPending(s.recordKey(&r), val, s.Retention()))
 }
 
 // Records returns a visitor's records, oldest first.
