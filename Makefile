@@ -41,8 +41,9 @@ fuzz:
 	done
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./module/... 
-	$(GO) run ./cmd/cgbench -bin $(BIN)
+	$(GO) test -run '^$$' -bench . -benchmem ./module/...
+	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 1
+	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 16
 
 clean:
 	rm -rf bin
