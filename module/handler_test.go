@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/consentgate/consentgate/module/internal/benchutil"
 	"github.com/consentgate/consentgate/module/internal/policy"
 	"github.com/consentgate/consentgate/module/internal/store"
 	"github.com/consentgate/consentgate/module/internal/token"
@@ -256,34 +255,11 @@ func TestHostOnly(t *testing.T) {
 // to disk, so decisions/s is the durable rate.
 func BenchmarkDecisionsParallel(b *testing.B) {
 	h := newTestHandler(b, &Handler{Site: "shop"})
-	var mu sync.Mutex
-	var lat []time.Duration
-	b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
-	b.ReportAllocs()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		local := make([]time.Duration, 0, 1024)
-		for pb.Next() {
-			r := withCaddyContext(httptest.NewRequest(http.MethodPost, "http://shop/_consent/state", strings.NewReader(`{"granted":["analytics"]}`)))
-			r.Header.Set("Content-Type", "application/json")
-			w := &discardWriter{h: http.Header{}}
-			t0 := time.Now()
-			if err := h.ServeHTTP(w, r, upstreamNext); err != nil {
-				b.Error(err)
-				return
-			}
-			local = append(local, time.Since(t0))
-		}
-		mu.Lock()
-		lat = append(lat, local...)
-		mu.Unlock()
+	benchutil.Clients(b, 64, "decisions", func(int) error {
+		r := withCaddyContext(httptest.NewRequest(http.MethodPost, "http://shop/_consent/state", strings.NewReader(`{"granted":["analytics"]}`)))
+		r.Header.Set("Content-Type", "application/json")
+		return h.ServeHTTP(&discardWriter{h: http.Header{}}, r, upstreamNext)
 	})
-	elapsed := time.Since(start)
-	slices.Sort(lat)
-	if len(lat) > 0 {
-		b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "decisions/s")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-	}
 }
 
 func TestConsentCookieSecureOnHTTPS(t *testing.T) {

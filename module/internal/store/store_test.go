@@ -3,14 +3,14 @@ package store
 import (
 	"errors"
 	"fmt"
-	"os"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/consentgate/consentgate/module/internal/benchutil"
 )
 
 func openTest(t testing.TB, dir string) *Store {
@@ -155,50 +155,9 @@ func TestConcurrentAppendsAreGrouped(t *testing.T) {
 func BenchmarkDurableDecisions(b *testing.B) {
 	s := openTest(b, b.TempDir())
 	defer s.Close()
-	var mu sync.Mutex
-	var lat []time.Duration
-	b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
-	b.ReportAllocs()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		local := make([]time.Duration, 0, 1024)
-		i := 0
-		for pb.Next() {
-			i++
-			t0 := time.Now()
-			if err := s.Append(rec("shop", fmt.Sprintf("%032x", i), t0, "necessary", "analytics")); err != nil {
-				b.Error(err)
-				return
-			}
-			local = append(local, time.Since(t0))
-		}
-		mu.Lock()
-		lat = append(lat, local...)
-		mu.Unlock()
+	id := atomic.Uint64{}
+	benchutil.Clients(b, 64, "decisions", func(int) error {
+		return s.Append(rec("shop", fmt.Sprintf("%032x", id.Add(1)), time.Now(), "necessary", "analytics"))
 	})
-	elapsed := time.Since(start)
-	slices.Sort(lat)
-	if len(lat) > 0 {
-		b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "decisions/s")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-		b.ReportMetric(float64(b.N)/float64(s.Commits()), "records/commit")
-	}
-	if rss := residentMB(); rss > 0 {
-		b.ReportMetric(rss, "RSS-MB")
-	}
-}
-
-// residentMB reads the process's resident set size from /proc (Linux).
-func residentMB() float64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	b.ReportMetric(float64(b.N)/float64(s.Commits()), "records/commit")
 }
