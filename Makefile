@@ -43,7 +43,7 @@ fuzz:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./module/...
 	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 1
-	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 16
+	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 16 -rounds 10 -duration 2s
 
 clean:
 	rm -rf bin
