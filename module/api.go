@@ -93,7 +93,16 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, d *Decision) 
 }
 
 func (h *Handler) routeAPI(w http.ResponseWriter, r *http.Request, d *Decision) error {
-	switch r.URL.Path[len(h.APIPrefix):] {
+	name := r.URL.Path[len(h.APIPrefix):]
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && h.assets != nil {
+		if h.serveAsset(w, r, name) {
+			return nil
+		}
+		if name == "settings" {
+			return h.serveSettings(w, r, d)
+		}
+	}
+	switch name {
 	case "state":
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
@@ -102,7 +111,7 @@ func (h *Handler) routeAPI(w http.ResponseWriter, r *http.Request, d *Decision) 
 		case http.MethodPost:
 			return h.postState(w, r, d)
 		case http.MethodDelete:
-			return h.withdraw(w, r, d)
+			return h.withdraw(w, r, d, false)
 		}
 		w.Header().Set("Allow", "GET, HEAD, POST, DELETE")
 		return errorf(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
@@ -156,6 +165,9 @@ func (h *Handler) postState(w http.ResponseWriter, r *http.Request, d *Decision)
 				return errorf(http.StatusRequestEntityTooLarge, "body larger than %d bytes", maxBody)
 			}
 			return errorf(http.StatusBadRequest, "malformed form: %v", err)
+		}
+		if r.PostForm.Get("action") == "withdraw" {
+			return h.withdraw(w, r, d, true)
 		}
 		c, err = formChoice(r.PostForm)
 		if err != nil {
@@ -348,7 +360,7 @@ func truncateIP(s string) string {
 // withdraw records a withdrawal, resets the visitor to the required
 // categories, and expires the cookies of withdrawn categories the browser
 // sent.
-func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request, d *Decision) error {
+func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request, d *Decision, form bool) error {
 	if err := checkSameOrigin(r); err != nil {
 		return err
 	}
@@ -362,6 +374,10 @@ func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request, d *Decision) 
 	}
 	for _, c := range h.expiredCookies(r, nd.Granted) {
 		w.Header().Add("Set-Cookie", c)
+	}
+	if form {
+		http.Redirect(w, r, returnTo(r), http.StatusSeeOther)
+		return nil
 	}
 	writeJSON(w, http.StatusOK, stateOf(nd))
 	return nil

@@ -261,6 +261,7 @@ type metrics struct {
 	decisions    *prometheus.CounterVec
 	cookiesHeld  *prometheus.CounterVec
 	unclassified *prometheus.CounterVec
+	elements     *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -277,6 +278,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Namespace: "consentgate", Name: "unclassified_cookies_total",
 			Help: "Cookies seen that no rule classifies, by site.",
 		}, []string{"site"}),
+		elements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "consentgate", Name: "elements_blocked_total",
+			Help: "Scripts, iframes and images of refused categories neutralised in HTML, by site and element.",
+		}, []string{"site", "element"}),
 	}
 	if reg == nil {
 		return m
@@ -284,6 +289,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.decisions = register(reg, m.decisions)
 	m.cookiesHeld = register(reg, m.cookiesHeld)
 	m.unclassified = register(reg, m.unclassified)
+	m.elements = register(reg, m.elements)
 	return m
 }
 

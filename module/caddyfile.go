@@ -98,6 +98,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //		country_header  <header>
 //		dnt             honor|ignore
 //		gpc_json        on|off
+//		banner          on|off
+//		lang            <code>
+//		text            [<lang>] <key> <text>
 //	}
 //
 // Every sub-option is optional; "consent" alone applies the defaults.
@@ -155,6 +158,31 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &h.CountryHeader)
 		case "dnt":
 			err = enumArg(d, &h.DNT, "honor", "ignore")
+		case "banner":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				on, perr := onOff(d, v)
+				h.Banner, err = &on, perr
+			}
+		case "lang":
+			err = oneArg(d, &h.Lang)
+		case "text":
+			args := d.RemainingArgs()
+			lang := "*"
+			switch len(args) {
+			case 2:
+			case 3:
+				lang, args = args[0], args[1:]
+			default:
+				return d.ArgErr()
+			}
+			if h.Texts == nil {
+				h.Texts = make(map[string]map[string]string)
+			}
+			if h.Texts[lang] == nil {
+				h.Texts[lang] = make(map[string]string)
+			}
+			h.Texts[lang][args[0]] = args[1]
 		case "gpc_json":
 			var v string
 			if err = oneArg(d, &v); err == nil {

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/consentgate/consentgate/module/internal/cookies"
+	"github.com/consentgate/consentgate/module/internal/htmlrewrite"
 	"github.com/consentgate/consentgate/module/internal/policy"
 	"github.com/consentgate/consentgate/module/internal/token"
 )
@@ -129,8 +130,26 @@ type Handler struct {
 	// own). Default: true.
 	GPCJSON *bool `json:"gpc_json,omitempty"`
 
+	// Banner injects the consent banner into HTML pages. Default: true.
+	// Scripts, embeds and pixels of refused categories are neutralised in
+	// HTML pages either way, so a site with its own UI on the consent API
+	// is still enforced.
+	Banner *bool `json:"banner,omitempty"`
+
+	// Lang fixes the banner language (a translation code such as "en",
+	// "ru", "kk"). Default: the page's lang attribute, else the visitor's
+	// Accept-Language, else English.
+	Lang string `json:"lang,omitempty"`
+
+	// Texts override banner strings: language code ("*" for all) → string
+	// key (see static/i18n/en.json) → text.
+	Texts map[string]map[string]string `json:"texts,omitempty"`
+
 	app     *App
 	site    *siteConfig
+	assets  *bannerAssets
+	hosts   *policy.HostIndex
+	inline  *policy.InlineIndex
 	logger  *zap.Logger
 	now     func() time.Time
 	unknown *unknownCookies
@@ -277,6 +296,9 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	if h.label == "" {
 		h.label = "any"
 	}
+	if err := h.setupBanner(); err != nil {
+		return err
+	}
 	h.held.init(h.app.metrics, h.label, h.Categories)
 	h.scratch = &sync.Pool{New: func() any { return new([token.ScratchLen]byte) }}
 	h.gpcDate = h.now().UTC().Format("2006-01-02")
@@ -351,20 +373,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.filterRequestCookies(r, d)
+	if r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
+		// Pages must come back readable to be rewritten: ask for identity.
+		r.Header.Del("Accept-Encoding")
+	}
 	appToken := r.Header.Get(TokenHeader) != ""
 	if appToken {
 		// Like the consent cookie, the app's token is the gateway's alone.
 		r.Header.Del(TokenHeader)
 	}
 	rw := &st.writer
-	*rw = responseWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, d: d}
+	*rw = responseWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, d: d, r: r}
 	if d.gpcRevoked {
 		h.recordSignal(r, d, rw, appToken)
 	}
 	if r.URL.Path == "/.well-known/gpc.json" && (h.GPCJSON == nil || *h.GPCJSON) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		return h.serveGPCJSON(rw, r, next)
 	}
-	return next.ServeHTTP(rw, r)
+	err := next.ServeHTTP(rw, r)
+	if ferr := rw.finish(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // requestState holds what the handler allocates per request, in one
@@ -597,6 +627,20 @@ func (h *Handler) reportUnknown(name string) {
 	}
 }
 
+// countHeld counts what the HTML rewriter held back.
+func (h *Handler) countHeld(st htmlrewrite.Stats) {
+	m := h.app.metrics
+	if st.Scripts > 0 {
+		m.elements.WithLabelValues(h.label, "script").Add(float64(st.Scripts))
+	}
+	if st.Iframes > 0 {
+		m.elements.WithLabelValues(h.label, "iframe").Add(float64(st.Iframes))
+	}
+	if st.Images > 0 {
+		m.elements.WithLabelValues(h.label, "img").Add(float64(st.Images))
+	}
+}
+
 // unknownCookies remembers which unclassified cookie names were reported,
 // up to maxUnknownReported names so a client cannot grow it without bound.
 // Look-ups read an immutable map without locking or allocating; the rare
@@ -731,6 +775,8 @@ type responseWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	h           *Handler
 	d           *Decision
+	r           *http.Request
+	html        *htmlStream // set while an HTML body is being rewritten
 	extra       []string
 	wroteHeader bool
 }
@@ -746,6 +792,9 @@ func (rw *responseWriter) WriteHeader(status int) {
 		for _, c := range rw.extra {
 			hdr.Add("Set-Cookie", c)
 		}
+		if rw.h.assets != nil && shouldRewrite(rw.r, status, hdr) {
+			rw.startHTML()
+		}
 	}
 	rw.ResponseWriter.WriteHeader(status)
 }
@@ -753,6 +802,9 @@ func (rw *responseWriter) WriteHeader(status int) {
 func (rw *responseWriter) Write(p []byte) (int, error) {
 	if !rw.wroteHeader {
 		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.html != nil {
+		return rw.html.pw.Write(p)
 	}
 	return rw.ResponseWriter.Write(p)
 }
@@ -762,6 +814,9 @@ func (rw *responseWriter) ReadFrom(src io.Reader) (int64, error) {
 	if !rw.wroteHeader {
 		rw.WriteHeader(http.StatusOK)
 	}
+	if rw.html != nil {
+		return io.Copy(rw.html.pw, src)
+	}
 	return rw.ResponseWriterWrapper.ReadFrom(src)
 }
 
@@ -770,6 +825,11 @@ func (rw *responseWriter) ReadFrom(src io.Reader) (int64, error) {
 func (rw *responseWriter) FlushError() error {
 	if !rw.wroteHeader {
 		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.html != nil {
+		// The rewriter owns the client writer while it runs; it writes as
+		// soon as tokens complete.
+		return nil
 	}
 	return http.NewResponseController(rw.ResponseWriter).Flush()
 }

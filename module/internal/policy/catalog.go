@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 )
@@ -18,8 +19,12 @@ type Service struct {
 	// Cookies are the names or glob patterns ('*' matches any run of
 	// characters) of the cookies the service sets.
 	Cookies []string `json:"cookies,omitempty"`
-	// Hosts are the hosts the service loads scripts or sends data to.
+	// Hosts are the hosts the service loads scripts, frames or pixels
+	// from, optionally with a path prefix ("www.google.com/maps"); a host
+	// also covers its subdomains.
 	Hosts []string `json:"hosts,omitempty"`
+	// Inline are byte strings that identify the service's inline scripts.
+	Inline []string `json:"inline,omitempty"`
 }
 
 // Catalog returns the built-in services: widely used trackers whose cookies
@@ -31,12 +36,14 @@ func Catalog() []Service {
 			Purpose: "Measures visits and how the site is used.",
 			Cookies: []string{"_ga", "_ga_*", "_gid", "_gat", "_gat_*", "__utma", "__utmb", "__utmc", "__utmt", "__utmt_*", "__utmz", "__utmv", "AMP_TOKEN", "_gac_*"},
 			Hosts:   []string{"google-analytics.com", "www.google-analytics.com", "region1.google-analytics.com", "analytics.google.com"},
+			Inline:  []string{"google-analytics.com/analytics.js", "googletagmanager.com/gtag/js", "gtag('config'", "gtag(\"config\""},
 		},
 		{
 			Name: "google-tag-manager", Title: "Google Tag Manager", Category: Analytics,
 			Purpose: "Loads and manages measurement tags.",
 			Cookies: []string{"_dc_gtm_*", "_gtmeec"},
 			Hosts:   []string{"googletagmanager.com", "www.googletagmanager.com"},
+			Inline:  []string{"googletagmanager.com/gtm.js"},
 		},
 		{
 			Name: "google-ads", Title: "Google Ads", Category: Marketing,
@@ -49,65 +56,108 @@ func Catalog() []Service {
 			Purpose: "Measures ad conversions and builds audiences on Facebook and Instagram.",
 			Cookies: []string{"_fbp", "_fbc", "fr", "tr"},
 			Hosts:   []string{"connect.facebook.net", "facebook.com", "www.facebook.com"},
+			Inline:  []string{"connect.facebook.net", "fbq("},
 		},
 		{
 			Name: "yandex-metrica", Title: "Yandex Metrica", Category: Analytics,
 			Purpose: "Measures visits and records sessions.",
 			Cookies: []string{"_ym_uid", "_ym_d", "_ym_isad", "_ym_visorc", "_ym_hostIndex", "_ym_*", "yandexuid", "ymex", "yabs-sid", "yuidss", "i"},
 			Hosts:   []string{"mc.yandex.ru", "mc.yandex.com", "mc.yandex.kz", "mc.webvisor.org"},
+			Inline:  []string{"mc.yandex.ru/metrika", "mc.yandex.com/metrika"},
 		},
 		{
 			Name: "hotjar", Title: "Hotjar", Category: Analytics,
 			Purpose: "Records heatmaps and sessions to understand usability.",
 			Cookies: []string{"_hjSessionUser_*", "_hjSession_*", "_hjid", "_hjFirstSeen", "_hjAbsoluteSessionInProgress", "_hjIncludedInSessionSample*", "_hjIncludedInPageviewSample", "_hjTLDTest", "_hjLocalStorageTest", "_hjSessionStorageTest", "_hj*"},
 			Hosts:   []string{"static.hotjar.com", "script.hotjar.com", "vars.hotjar.com", "in.hotjar.com", "content.hotjar.io"},
+			Inline:  []string{"static.hotjar.com", "hotjar.com/c/hotjar"},
 		},
 		{
 			Name: "microsoft-clarity", Title: "Microsoft Clarity", Category: Analytics,
 			Purpose: "Records heatmaps and sessions.",
 			Cookies: []string{"_clck", "_clsk", "CLID", "ANONCHK", "SM", "MR"},
 			Hosts:   []string{"www.clarity.ms", "clarity.ms", "c.clarity.ms"},
+			Inline:  []string{"clarity.ms/tag"},
 		},
 		{
 			Name: "microsoft-ads", Title: "Microsoft Advertising", Category: Marketing,
 			Purpose: "Measures ad conversions for Bing ads.",
 			Cookies: []string{"_uetsid", "_uetvid", "_uetmsclkid", "MUID"},
 			Hosts:   []string{"bat.bing.com"},
+			Inline:  []string{"bat.bing.com/bat.js"},
 		},
 		{
 			Name: "matomo", Title: "Matomo", Category: Analytics,
 			Purpose: "Measures visits and how the site is used.",
 			Cookies: []string{"_pk_id.*", "_pk_ses.*", "_pk_ref.*", "_pk_cvar.*", "_pk_hsr.*", "_pk_testcookie*", "MATOMO_SESSID", "PIWIK_SESSID"},
+			Inline:  []string{"_paq.push(", "matomo.js", "piwik.js"},
 		},
 		{
 			Name: "mixpanel", Title: "Mixpanel", Category: Analytics,
 			Purpose: "Measures product usage and events.",
 			Cookies: []string{"mp_*_mixpanel", "mp_*"},
 			Hosts:   []string{"cdn.mxpnl.com", "api.mixpanel.com", "api-js.mixpanel.com", "cdn4.mxpnl.com"},
+			Inline:  []string{"mixpanel.init(", "cdn.mxpnl.com"},
 		},
 		{
 			Name: "hubspot", Title: "HubSpot", Category: Marketing,
 			Purpose: "Tracks visitors for marketing automation and CRM.",
 			Cookies: []string{"__hstc", "hubspotutk", "__hssc", "__hssrc", "messagesUtk", "__hs_*", "__cf_bm_hs"},
 			Hosts:   []string{"js.hs-scripts.com", "js.hs-analytics.net", "track.hubspot.com", "js.hsforms.net", "js.usemessages.com"},
+			Inline:  []string{"js.hs-scripts.com", "js.hs-analytics.net"},
 		},
 		{
 			Name: "linkedin-insight", Title: "LinkedIn Insight Tag", Category: Marketing,
 			Purpose: "Measures ad conversions and builds audiences on LinkedIn.",
 			Cookies: []string{"li_fat_id", "li_sugr", "bcookie", "bscookie", "lidc", "UserMatchHistory", "AnalyticsSyncHistory", "li_gc", "lms_ads", "lms_analytics", "_guid"},
 			Hosts:   []string{"snap.licdn.com", "px.ads.linkedin.com", "dc.ads.linkedin.com"},
+			Inline:  []string{"_linkedin_partner_id", "snap.licdn.com"},
 		},
 		{
 			Name: "tiktok-pixel", Title: "TikTok Pixel", Category: Marketing,
 			Purpose: "Measures ad conversions and builds audiences on TikTok.",
 			Cookies: []string{"_ttp", "_tt_enable_cookie", "ttcsid", "ttcsid_*", "tt_appInfo", "tt_sessionId", "tt_pixel_session_index"},
 			Hosts:   []string{"analytics.tiktok.com"},
+			Inline:  []string{"analytics.tiktok.com", "ttq.load("},
 		},
 		{
 			Name: "x-pixel", Title: "X (Twitter) Pixel", Category: Marketing,
 			Purpose: "Measures ad conversions on X.",
 			Cookies: []string{"personalization_id", "muc_ads", "guest_id_ads", "guest_id_marketing"},
 			Hosts:   []string{"static.ads-twitter.com", "analytics.twitter.com", "t.co"},
+			Inline:  []string{"static.ads-twitter.com", "twq("},
+		},
+		{
+			Name: "youtube", Title: "YouTube", Category: Marketing,
+			Purpose: "Shows embedded videos; sets cookies to track viewing and personalise ads.",
+			Cookies: []string{"YSC", "VISITOR_INFO1_LIVE", "VISITOR_PRIVACY_METADATA", "__Secure-YEC"},
+			Hosts:   []string{"youtube.com", "youtube-nocookie.com", "youtu.be"},
+		},
+		{
+			Name: "vimeo", Title: "Vimeo", Category: Marketing,
+			Purpose: "Shows embedded videos and measures viewing.",
+			Cookies: []string{"vuid"},
+			Hosts:   []string{"player.vimeo.com", "vimeo.com"},
+		},
+		{
+			Name: "instagram", Title: "Instagram", Category: Marketing,
+			Purpose: "Shows embedded posts; Meta may track you across sites.",
+			Hosts:   []string{"instagram.com", "cdninstagram.com"},
+		},
+		{
+			Name: "x-embed", Title: "X (Twitter)", Category: Marketing,
+			Purpose: "Shows embedded posts and timelines.",
+			Hosts:   []string{"platform.twitter.com", "twitter.com", "x.com", "syndication.twitter.com"},
+		},
+		{
+			Name: "tiktok-embed", Title: "TikTok", Category: Marketing,
+			Purpose: "Shows embedded videos.",
+			Hosts:   []string{"www.tiktok.com/embed", "tiktok.com/embed"},
+		},
+		{
+			Name: "google-maps", Title: "Google Maps", Category: Preferences,
+			Purpose: "Shows interactive maps.",
+			Hosts:   []string{"www.google.com/maps", "maps.google.com", "maps.googleapis.com"},
 		},
 	}
 }
@@ -256,4 +306,87 @@ func Glob(pattern, name string) bool {
 		name = name[i+len(seg):]
 		rest = rest[next+1:]
 	}
+}
+
+// HostIndex finds the service a URL belongs to by host (and subdomain) and
+// optional path prefix.
+type HostIndex struct {
+	hosts map[string][]hostRule
+}
+
+type hostRule struct {
+	path    string
+	service *Service
+}
+
+// NewHostIndex indexes the hosts of services; earlier services win.
+func NewHostIndex(services ...[]Service) *HostIndex {
+	ix := &HostIndex{hosts: make(map[string][]hostRule)}
+	for _, list := range services {
+		for i := range list {
+			s := &list[i]
+			for _, h := range s.Hosts {
+				host, path, _ := strings.Cut(strings.ToLower(h), "/")
+				if path != "" {
+					path = "/" + path
+				}
+				ix.hosts[host] = append(ix.hosts[host], hostRule{path: path, service: s})
+			}
+		}
+	}
+	return ix
+}
+
+// Lookup returns the service serving host and path, or nil.
+func (ix *HostIndex) Lookup(host, path string) *Service {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	for host != "" {
+		for _, r := range ix.hosts[host] {
+			if r.path == "" || strings.HasPrefix(path, r.path) {
+				return r.service
+			}
+		}
+		i := strings.IndexByte(host, '.')
+		if i < 0 {
+			break
+		}
+		host = host[i+1:]
+	}
+	return nil
+}
+
+// InlineIndex finds the service of an inline script by its signatures.
+type InlineIndex struct {
+	sigs []inlineSig
+}
+
+type inlineSig struct {
+	sig     []byte
+	service *Service
+}
+
+// NewInlineIndex indexes the inline signatures of services.
+func NewInlineIndex(services ...[]Service) *InlineIndex {
+	ix := &InlineIndex{}
+	for _, list := range services {
+		for i := range list {
+			for _, sig := range list[i].Inline {
+				ix.sigs = append(ix.sigs, inlineSig{sig: []byte(sig), service: &list[i]})
+			}
+		}
+	}
+	return ix
+}
+
+// Lookup returns the service whose signature appears in code, or nil.
+func (ix *InlineIndex) Lookup(code []byte) *Service {
+	for _, s := range ix.sigs {
+		if bytes.Contains(code, s.sig) {
+			return s.service
+		}
+	}
+	return nil
 }

@@ -526,8 +526,8 @@ func TestCatalog(t *testing.T) {
 		if strings.TrimSpace(s.Purpose) == "" {
 			t.Errorf("service %q: empty purpose", s.Name)
 		}
-		if len(s.Cookies) == 0 {
-			t.Errorf("service %q: no cookies", s.Name)
+		if len(s.Cookies) == 0 && len(s.Hosts) == 0 {
+			t.Errorf("service %q: neither cookies nor hosts", s.Name)
 		}
 		cookies := make(map[string]bool)
 		for _, p := range s.Cookies {
@@ -540,7 +540,8 @@ func TestCatalog(t *testing.T) {
 			cookies[p] = true
 		}
 		for _, h := range s.Hosts {
-			if h == "" || h != strings.ToLower(h) || strings.ContainsAny(h, " /:*") || strings.HasPrefix(h, ".") || strings.HasSuffix(h, ".") {
+			h, _, _ := strings.Cut(h, "/") // an optional path prefix follows the host
+			if h == "" || h != strings.ToLower(h) || strings.ContainsAny(h, " :*") || strings.HasPrefix(h, ".") || strings.HasSuffix(h, ".") {
 				t.Errorf("service %q: invalid host %q", s.Name, h)
 			}
 		}
@@ -642,5 +643,51 @@ func BenchmarkGlob(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Glob("mp_*_mixpanel", "mp_0123456789abcdef_mixpanel")
+	}
+}
+
+func TestHostIndex(t *testing.T) {
+	ix := NewHostIndex([]Service{{Name: "own", Category: Analytics, Hosts: []string{"stats.example.com"}}}, Catalog())
+	tests := []struct{ host, path, want string }{
+		{"www.googletagmanager.com", "/gtag/js", "google-tag-manager"},
+		{"WWW.YouTube.com", "/embed/x", "youtube"},
+		{"m.youtube.com", "/", "youtube"},
+		{"www.youtube-nocookie.com", "/embed/x", "youtube"},
+		{"www.google.com", "/maps/embed?pb=1", "google-maps"},
+		{"www.google.com", "/search", ""},
+		{"connect.facebook.net", "/en_US/fbevents.js", "meta-pixel"},
+		{"www.facebook.com", "/tr", "meta-pixel"},
+		{"mc.yandex.ru", "/watch/1", "yandex-metrica"},
+		{"stats.example.com", "/x.js", "own"},
+		{"cdn.example.com", "/x.js", ""},
+		{"notyoutube.com", "/", ""},
+	}
+	for _, tt := range tests {
+		got := ""
+		if s := ix.Lookup(tt.host, tt.path); s != nil {
+			got = s.Name
+		}
+		if got != tt.want {
+			t.Errorf("Lookup(%q, %q) = %q, want %q", tt.host, tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestInlineIndex(t *testing.T) {
+	ix := NewInlineIndex(Catalog())
+	tests := map[string]string{
+		"!function(f,b,e,v,n,t,s){...}(window, document,'script','https://connect.facebook.net/en_US/fbevents.js'); fbq('init', '1');": "meta-pixel",
+		"var _paq = window._paq = window._paq || []; _paq.push(['trackPageView']);":                                                    "matomo",
+		"(function(m,e,t,r,i,k,a){})(window, document, 'script', 'https://mc.yandex.ru/metrika/tag.js', 'ym');":                        "yandex-metrica",
+		"console.log('hello')": "",
+	}
+	for code, want := range tests {
+		got := ""
+		if s := ix.Lookup([]byte(code)); s != nil {
+			got = s.Name
+		}
+		if got != want {
+			t.Errorf("Lookup(%.40q) = %q, want %q", code, got, want)
+		}
 	}
 }

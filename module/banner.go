@@ -1,0 +1,396 @@
+package consentgate
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/text/language"
+
+	"github.com/consentgate/consentgate/module/internal/htmlrewrite"
+	"github.com/consentgate/consentgate/module/internal/policy"
+	"github.com/consentgate/consentgate/static"
+)
+
+// bannerAssets are the embedded banner files and translations, loaded once
+// per process.
+type bannerAssets struct {
+	js, css  static.Asset
+	strings  map[string]map[string]string
+	matcher  language.Matcher
+	langs    []string
+	settings *template.Template
+}
+
+var (
+	assetsOnce sync.Once
+	assets     *bannerAssets
+	assetsErr  error
+)
+
+func loadAssets() (*bannerAssets, error) {
+	assetsOnce.Do(func() {
+		a := new(bannerAssets)
+		if a.js, assetsErr = static.HashedAsset("banner.js"); assetsErr != nil {
+			return
+		}
+		if a.css, assetsErr = static.HashedAsset("banner.css"); assetsErr != nil {
+			return
+		}
+		if a.strings, assetsErr = static.Translations(); assetsErr != nil {
+			return
+		}
+		a.langs = append(a.langs, "en")
+		for l := range a.strings {
+			if l != "en" {
+				a.langs = append(a.langs, l)
+			}
+		}
+		tags := make([]language.Tag, len(a.langs))
+		for i, l := range a.langs {
+			tags[i] = language.Make(l)
+		}
+		a.matcher = language.NewMatcher(tags)
+		a.settings, assetsErr = template.ParseFS(static.FS, "settings.html")
+		assets = a
+	})
+	return assets, assetsErr
+}
+
+// setupBanner prepares what the banner, the HTML rewriting and the
+// settings page need.
+func (h *Handler) setupBanner() error {
+	a, err := loadAssets()
+	if err != nil {
+		return fmt.Errorf("loading banner assets: %w", err)
+	}
+	h.assets = a
+	if h.Lang != "" {
+		if _, ok := a.strings[h.Lang]; !ok {
+			return fmt.Errorf("lang %q: no translation (have %s)", h.Lang, strings.Join(a.langs, ", "))
+		}
+	}
+	for lang, texts := range h.Texts {
+		if _, ok := a.strings[lang]; !ok && lang != "*" {
+			return fmt.Errorf("text: no translation %q to override", lang)
+		}
+		for k := range texts {
+			if _, ok := a.strings["en"][k]; !ok {
+				return fmt.Errorf("text: unknown string %q", k)
+			}
+		}
+	}
+	catalog := policy.Catalog()
+	h.hosts = policy.NewHostIndex(h.Services, catalog)
+	h.inline = policy.NewInlineIndex(h.Services, catalog)
+	return nil
+}
+
+func (h *Handler) bannerOn() bool { return h.Banner == nil || *h.Banner }
+
+// language picks the banner language: the site's fixed lang, else the
+// page's lang attribute, else the Accept-Language header, else English.
+func (h *Handler) language(pageLang string, r *http.Request) string {
+	if h.Lang != "" {
+		return h.Lang
+	}
+	a := h.assets
+	if pageLang != "" {
+		primary, _, _ := strings.Cut(strings.ToLower(pageLang), "-")
+		if _, ok := a.strings[primary]; ok {
+			return primary
+		}
+	}
+	if al := r.Header.Get("Accept-Language"); al != "" {
+		tags, _, err := language.ParseAcceptLanguage(al)
+		if err == nil && len(tags) > 0 {
+			_, i, conf := a.matcher.Match(tags...)
+			if conf != language.No {
+				return a.langs[i]
+			}
+		}
+	}
+	return "en"
+}
+
+// texts returns the strings of lang with the site's overrides applied.
+func (h *Handler) texts(lang string) map[string]string {
+	base := h.assets.strings[lang]
+	if len(h.Texts) == 0 {
+		return base
+	}
+	out := make(map[string]string, len(base))
+	for k, v := range base {
+		out[k] = v
+	}
+	for _, l := range []string{"*", lang} {
+		for k, v := range h.Texts[l] {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+type bannerCategory struct {
+	Name        string          `json:"name"`
+	Title       string          `json:"title"`
+	Description string          `json:"description"`
+	Required    bool            `json:"required"`
+	Sale        bool            `json:"sale"`
+	Granted     bool            `json:"-"`
+	Services    []bannerService `json:"-"`
+}
+
+type bannerService struct {
+	Name     string `json:"name"`
+	Title    string `json:"title"`
+	Category string `json:"category"`
+	Purpose  string `json:"purpose"`
+}
+
+type bannerConfig struct {
+	API         string            `json:"api"`
+	State       State             `json:"state"`
+	Categories  []bannerCategory  `json:"categories"`
+	Services    []bannerService   `json:"services"`
+	PolicyURL   string            `json:"policy_url"`
+	SettingsURL string            `json:"settings_url"`
+	Show        bool              `json:"show"`
+	Reconsent   bool              `json:"reconsent"`
+	Lang        string            `json:"lang"`
+	Dir         string            `json:"dir"`
+	Strings     map[string]string `json:"strings"`
+}
+
+// categoriesFor localises the site's categories (built-in ones from the
+// translation, custom ones from the config) with their services.
+func (h *Handler) categoriesFor(t map[string]string, d *Decision) []bannerCategory {
+	out := make([]bannerCategory, 0, len(h.Categories))
+	for i, c := range h.Categories {
+		bc := bannerCategory{Name: c.Name, Title: c.Name, Description: c.Description, Required: c.Required, Sale: c.SaleOrSharing, Granted: d.Granted.Has(i)}
+		if v := t["cat_"+c.Name]; v != "" {
+			bc.Title = v
+			if desc := t["cat_"+c.Name+"_desc"]; desc != "" {
+				bc.Description = desc
+			}
+		}
+		for _, s := range h.Services {
+			if s.Category == c.Name {
+				bc.Services = append(bc.Services, bannerService{Name: s.Name, Title: orDefault(s.Title, s.Name), Category: s.Category, Purpose: s.Purpose})
+			}
+		}
+		out = append(out, bc)
+	}
+	return out
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// injection is the markup inserted into a page: the stylesheet, the
+// visitor's state and strings as JSON (not executed, so no CSP nonce is
+// needed), and the deferred script.
+func (h *Handler) injection(pageLang string, r *http.Request, d *Decision) []byte {
+	lang := h.language(pageLang, r)
+	t := h.texts(lang)
+	cats := h.categoriesFor(t, d)
+	var services []bannerService
+	for _, c := range cats {
+		services = append(services, c.Services...)
+	}
+	cfg := bannerConfig{
+		API: h.APIPrefix, State: stateOf(d), Categories: cats, Services: services,
+		PolicyURL: h.PolicyURL, SettingsURL: h.APIPrefix + "settings",
+		Show: !d.Decided, Reconsent: !d.Decided && !d.previous.IsZero(),
+		Lang: lang, Dir: orDefault(t["dir"], "ltr"), Strings: t,
+	}
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		h.logger.Error("encoding banner config", zap.Error(err))
+		return nil
+	}
+	var b bytes.Buffer
+	b.WriteString(`<link rel="stylesheet" href="`)
+	b.WriteString(h.APIPrefix + h.assets.css.Name)
+	b.WriteString(`"><script type="application/json" id="consentgate-config">`)
+	b.Write(js) // json.Marshal escapes <, > and &, so it cannot close the element
+	b.WriteString(`</script><script src="`)
+	b.WriteString(h.APIPrefix + h.assets.js.Name)
+	b.WriteString(`" defer></script>`)
+	return b.Bytes()
+}
+
+// serveAsset serves the banner files under their hashed names, cached for
+// a year (the name changes with the content).
+func (h *Handler) serveAsset(w http.ResponseWriter, r *http.Request, name string) bool {
+	for _, a := range []static.Asset{h.assets.js, h.assets.css} {
+		if name != a.Name {
+			continue
+		}
+		w.Header().Set("Content-Type", a.ContentType)
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("ETag", a.ETag)
+		w.Header().Del("Vary")
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.Body))
+		return true
+	}
+	return false
+}
+
+type settingsPage struct {
+	Lang, Dir, API, Return, PolicyURL      string
+	T                                      map[string]string
+	Categories                             []bannerCategory
+	Decided, Reconsent, GPC                bool
+	ID, PolicyVersion                      string
+	Issued, IssuedISO, Expires, ExpiresISO string
+	RecordsURL, EraseURL                   string
+}
+
+// serveSettings renders the settings page: a plain form that works
+// without JavaScript.
+func (h *Handler) serveSettings(w http.ResponseWriter, r *http.Request, d *Decision) error {
+	lang := h.language("", r)
+	t := h.texts(lang)
+	p := settingsPage{
+		Lang: lang, Dir: orDefault(t["dir"], "ltr"), API: h.APIPrefix, Return: h.APIPrefix + "settings",
+		PolicyURL: h.PolicyURL, T: t, Categories: h.categoriesFor(t, d), Decided: d.Decided,
+		Reconsent: !d.Decided && !d.previous.IsZero(), GPC: d.GPC,
+		ID: d.IDString(), PolicyVersion: d.PolicyVersion,
+	}
+	if d.Decided {
+		p.Issued, p.IssuedISO = d.Issued.UTC().Format("2006-01-02 15:04 UTC"), d.Issued.UTC().Format(time.RFC3339)
+		p.Expires, p.ExpiresISO = d.Expires.UTC().Format("2006-01-02"), d.Expires.UTC().Format(time.RFC3339)
+	}
+	var buf bytes.Buffer
+	if err := h.assets.settings.Execute(&buf, p); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Language", lang)
+	w.Header().Set("Vary", "Cookie, Accept-Language")
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// htmlPolicy adapts a visitor's decision to the HTML rewriter.
+type htmlPolicy struct {
+	h *Handler
+	r *http.Request
+	d *Decision
+}
+
+func (p htmlPolicy) Refused(category string) bool {
+	i, ok := p.h.site.index[category]
+	return !ok || !p.d.Granted.Has(i)
+}
+
+func (p htmlPolicy) ClassifyURL(u *url.URL) (htmlrewrite.Classification, bool) {
+	if s := p.h.hosts.Lookup(u.Host, u.Path); s != nil {
+		return htmlrewrite.Classification{Category: s.Category, Service: orDefault(s.Title, s.Name)}, true
+	}
+	return htmlrewrite.Classification{}, false
+}
+
+func (p htmlPolicy) ClassifyInline(code []byte) (htmlrewrite.Classification, bool) {
+	if s := p.h.inline.Lookup(code); s != nil {
+		return htmlrewrite.Classification{Category: s.Category, Service: orDefault(s.Title, s.Name)}, true
+	}
+	return htmlrewrite.Classification{}, false
+}
+
+func (p htmlPolicy) Inject(lang string) []byte {
+	if !p.h.bannerOn() {
+		return nil
+	}
+	return p.h.injection(lang, p.r, p.d)
+}
+
+// htmlStream feeds a response body through the rewriter running in its own
+// goroutine: the handler writes into a pipe, the rewriter writes to the
+// client as tokens complete, so nothing is buffered beyond one token.
+type htmlStream struct {
+	pw   *io.PipeWriter
+	done chan error
+}
+
+// shouldRewrite reports whether a response is an HTML page the handler
+// may rewrite: a full 200 answer to GET, text/html, not partial, with an
+// encoding it can read.
+func shouldRewrite(r *http.Request, status int, hdr http.Header) bool {
+	if r.Method != http.MethodGet || status != http.StatusOK || hdr.Get("Content-Range") != "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(hdr.Get("Content-Type"))
+	if err != nil || mt != "text/html" {
+		return false
+	}
+	switch strings.ToLower(hdr.Get("Content-Encoding")) {
+	case "", "identity", "gzip":
+		return true
+	}
+	return false
+}
+
+func (rw *responseWriter) startHTML() {
+	hdr := rw.Header()
+	decodeGzip := strings.EqualFold(hdr.Get("Content-Encoding"), "gzip")
+	hdr.Del("Content-Encoding")
+	hdr.Del("Content-Length")
+	if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
+		hdr.Set("ETag", "W/"+etag)
+	}
+	hdr.Add("Vary", "Cookie")
+	pr, pw := io.Pipe()
+	s := &htmlStream{pw: pw, done: make(chan error, 1)}
+	out := rw.ResponseWriter
+	policy := htmlPolicy{h: rw.h, r: rw.r, d: rw.d}
+	go func() {
+		var src io.Reader = pr
+		var err error
+		if decodeGzip {
+			var zr *gzip.Reader
+			if zr, err = gzip.NewReader(pr); err == nil {
+				src = zr
+			}
+		}
+		if err == nil {
+			var st htmlrewrite.Stats
+			st, err = htmlrewrite.Rewrite(out, src, policy)
+			rw.h.countHeld(st)
+		}
+		// Drain what the handler still writes so it never blocks.
+		pr.CloseWithError(err)
+		s.done <- err
+	}()
+	rw.html = s
+}
+
+// finish ends a rewritten body and waits for the rewriter.
+func (rw *responseWriter) finish() error {
+	if rw.html == nil {
+		return nil
+	}
+	rw.html.pw.Close()
+	err := <-rw.html.done
+	rw.html = nil
+	if err != nil && !errors.Is(err, io.ErrClosedPipe) {
+		return fmt.Errorf("rewriting html: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,221 @@
+package consentgate
+
+import (
+	"compress/gzip"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const trackedPage = `<!doctype html>
+<html lang="%s">
+<head>
+<meta charset="utf-8"><title>Shop</title>
+<script async src="https://www.googletagmanager.com/gtag/js?id=G-TEST"></script>
+<script>window.dataLayer = window.dataLayer || []; function gtag(){dataLayer.push(arguments);} gtag('js', new Date()); gtag('config', 'G-TEST');</script>
+<script>!function(f,b,e,v){}(window, document,'script','https://connect.facebook.net/en_US/fbevents.js'); fbq('init', '123'); fbq('track', 'PageView');</script>
+<script src="/app.js"></script>
+</head>
+<body>
+<h1>Welcome</h1>
+<iframe width="560" height="315" src="https://www.youtube.com/embed/dQw4w9WgXcQ" allowfullscreen></iframe>
+<noscript><img height="1" width="1" src="https://www.facebook.com/tr?id=123&ev=PageView&noscript=1"/></noscript>
+<img src="/logo.png" alt="logo">
+</body>
+</html>`
+
+// htmlUpstream serves the tracked page (gzip-compressed when asked and
+// allowed), a JSON document and a plain page.
+func htmlUpstream(t *testing.T, lang string) *httptest.Server {
+	page := fmt.Sprintf(trackedPage, lang)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/data.json":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"html":"<script src=\"https://www.googletagmanager.com/x\"></script>"}`)
+			return
+		case "/range.html":
+			http.ServeContent(w, r, "range.html", time.Time{}, strings.NewReader(page))
+			return
+		case "/gz":
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			fmt.Fprint(zw, page)
+			zw.Close()
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Length", fmt.Sprint(len(page)))
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Add("Set-Cookie", "_ga=GA1.1.1.1; Path=/")
+		fmt.Fprint(w, page)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func startHTML(t *testing.T, lang, block string) *gateway {
+	up := htmlUpstream(t, lang)
+	return startGateway(t, globalOpts+`
+http://127.0.0.1:{{PORT}} {
+	consent {
+		policy_url /privacy
+		`+block+`
+	}
+	reverse_proxy {{UPSTREAM}}
+}
+`, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""})
+}
+
+var (
+	neutralGTM     = `<script type="text/plain" data-consent="analytics" data-cg-src="https://www.googletagmanager.com/gtag/js?id=G-TEST" async="">`
+	neutralInline  = `<script type="text/plain" data-consent="analytics">window.dataLayer`
+	neutralPixel   = `<script type="text/plain" data-consent="marketing">!function`
+	neutralYouTube = `<iframe src="about:blank" hidden data-cg-src="https://www.youtube.com/embed/dQw4w9WgXcQ" data-consent="marketing" data-cg-service="YouTube"`
+	embedHolder    = `<div class="cg-embed" data-consent="marketing" data-cg-service="YouTube"></div>`
+)
+
+func TestHTMLInjectionAndBlocking(t *testing.T) {
+	g := startHTML(t, "en", "")
+	c := newClient(t)
+	r := c.get(g.url("/"), "Accept", "text/html")
+	if r.status != 200 {
+		t.Fatalf("page: %d", r.status)
+	}
+	for _, want := range []string{neutralGTM, neutralInline, neutralPixel, neutralYouTube, embedHolder, `<script src="/app.js"></script>`, `<img src="/logo.png" alt="logo">`, `<h1>Welcome</h1>`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	if strings.Contains(r.body, "facebook.com/tr") {
+		t.Error("tracking pixel not removed")
+	}
+	inj := regexp.MustCompile(`<link rel="stylesheet" href="/_consent/(banner\.[0-9a-f]{12}\.css)"><script type="application/json" id="consentgate-config">.*</script><script src="/_consent/(banner\.[0-9a-f]{12}\.js)" defer></script></head>`).FindStringSubmatch(r.body)
+	if inj == nil {
+		t.Fatalf("banner not injected before </head>:\n%s", r.body)
+	}
+	if !strings.Contains(r.body, `"show":true`) || !strings.Contains(r.body, `"lang":"en"`) || !strings.Contains(r.body, `"accept_all":"Accept all"`) {
+		t.Error("config lacks state, language or strings")
+	}
+	if r.header.Get("Content-Length") != "" || r.header.Get("ETag") != `W/"v1"` || !strings.Contains(strings.Join(r.header.Values("Vary"), ","), "Cookie") {
+		t.Errorf("headers: Content-Length %q ETag %q Vary %q", r.header.Get("Content-Length"), r.header.Get("ETag"), r.header.Values("Vary"))
+	}
+	if got := setCookieNames(r.header); len(got) != 0 {
+		t.Errorf("Set-Cookie %v", got)
+	}
+	// The assets are served under their hashed names, cached for a year.
+	for i, ct := range map[int]string{1: "text/css", 2: "text/javascript"} {
+		a := c.get(g.url("/_consent/" + inj[i]))
+		if a.status != 200 || !strings.HasPrefix(a.header.Get("Content-Type"), ct) || !strings.Contains(a.header.Get("Cache-Control"), "immutable") {
+			t.Errorf("%s: %d %q %q", inj[i], a.status, a.header.Get("Content-Type"), a.header.Get("Cache-Control"))
+		}
+	}
+	if r := c.get(g.url("/_consent/banner.000000000000.js")); r.status != 404 {
+		t.Errorf("unknown asset: %d", r.status)
+	}
+
+	// Compressed upstream answers are decoded and rewritten too.
+	gz := c.get(g.url("/gz"), "Accept", "text/html")
+	if !strings.Contains(gz.body, neutralGTM) || !strings.Contains(gz.body, `id="consentgate-config"`) || gz.header.Get("Content-Encoding") != "" {
+		t.Errorf("gzip page not rewritten: %q", gz.header.Get("Content-Encoding"))
+	}
+
+	// After accepting all, the page passes as the upstream wrote it, with
+	// only what reopens the settings.
+	c.postJSON(g.url("/_consent/state"), `{"all":true}`)
+	r = c.get(g.url("/"), "Accept", "text/html")
+	if strings.Contains(r.body, `data-cg-src`) || !strings.Contains(r.body, `src="https://www.youtube.com/embed/dQw4w9WgXcQ"`) || !strings.Contains(r.body, "facebook.com/tr") {
+		t.Error("granted page still rewritten")
+	}
+	if !strings.Contains(r.body, `"show":false`) || !strings.Contains(r.body, `"decided":true`) {
+		t.Error("decided visitor's config wrong")
+	}
+	// Analytics only: GA runs, Meta and YouTube stay held back.
+	c.postJSON(g.url("/_consent/state"), `{"granted":["analytics"]}`)
+	r = c.get(g.url("/"), "Accept", "text/html")
+	if strings.Contains(r.body, neutralGTM) || !strings.Contains(r.body, neutralPixel) || !strings.Contains(r.body, neutralYouTube) {
+		t.Error("analytics-only page rewritten wrongly")
+	}
+}
+
+func TestHTMLPassesUntouched(t *testing.T) {
+	g := startHTML(t, "en", "")
+	c := newClient(t)
+	page := fmt.Sprintf(trackedPage, "en")
+	if r := c.get(g.url("/data.json")); strings.Contains(r.body, "data-cg") || r.header.Get("Content-Type") != "application/json" {
+		t.Errorf("JSON rewritten: %s", r.body)
+	}
+	if r := c.do(http.MethodHead, g.url("/"), "", ""); r.body != "" || r.header.Get("Content-Length") != fmt.Sprint(len(page)) {
+		t.Errorf("HEAD changed: %q %q", r.body, r.header.Get("Content-Length"))
+	}
+	if r := c.get(g.url("/range.html"), "Range", "bytes=0-14", "Accept", "text/html"); r.status != 206 || r.body != "<!doctype html>" {
+		t.Errorf("range answer changed: %d %q", r.status, r.body)
+	}
+}
+
+func TestBannerOff(t *testing.T) {
+	// Without the banner (a site with its own UI on the consent API),
+	// refused trackers are still held back.
+	g := startHTML(t, "en", "banner off")
+	r := newClient(t).get(g.url("/"), "Accept", "text/html")
+	if strings.Contains(r.body, "consentgate-config") || !strings.Contains(r.body, neutralGTM) {
+		t.Error("banner off: want no banner and trackers still held back")
+	}
+}
+
+func TestSettingsPageWithoutJavaScript(t *testing.T) {
+	g := startHTML(t, "en", "")
+	c := newClient(t)
+	r := c.get(g.url("/_consent/settings"))
+	if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
+		t.Fatalf("settings: %d %s", r.status, r.header.Get("Content-Type"))
+	}
+	for _, want := range []string{`<form method="post" action="/_consent/state">`, `name="granted" value="analytics"`, `value="necessary" checked disabled`, "You have not made a choice yet.", `href="/privacy"`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("settings page lacks %s", want)
+		}
+	}
+	if strings.Contains(r.body, "<script") {
+		t.Error("settings page needs no script")
+	}
+	// Submit the form as a browser without JavaScript would.
+	form := "return=%2F_consent%2Fsettings&action=save&granted=analytics&granted=preferences"
+	r = c.do(http.MethodPost, g.url("/_consent/state"), "application/x-www-form-urlencoded", form, "Origin", "http://127.0.0.1:"+fmt.Sprint(g.port))
+	if r.status != 303 || r.header.Get("Location") != "/_consent/settings" {
+		t.Fatalf("form: %d %q", r.status, r.header.Get("Location"))
+	}
+	r = c.get(g.url("/_consent/settings"))
+	st := c.get(g.url("/_consent/state")).json(t)
+	for _, want := range []string{st.ID, `value="analytics" checked`, `value="preferences" checked`, "Policy version", `value="withdraw"`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("decided settings page lacks %q", want)
+		}
+	}
+	if strings.Contains(r.body, `value="marketing" checked`) {
+		t.Error("marketing shown as granted")
+	}
+	// Withdraw without JavaScript.
+	r = c.do(http.MethodPost, g.url("/_consent/state"), "application/x-www-form-urlencoded", "action=withdraw&return=%2F_consent%2Fsettings")
+	if r.status != 303 {
+		t.Fatalf("withdraw form: %d %s", r.status, r.body)
+	}
+	if st := c.get(g.url("/_consent/state")).json(t); len(st.Granted) != 1 {
+		t.Errorf("after withdrawal: %+v", st)
+	}
+}
+
+func TestBannerTextOverride(t *testing.T) {
+	g := startHTML(t, "en", `text accept_all "Yes, fine"`)
+	r := newClient(t).get(g.url("/"), "Accept", "text/html")
+	if !strings.Contains(r.body, `"accept_all":"Yes, fine"`) {
+		t.Error("text override not applied")
+	}
+	if s := newClient(t).get(g.url("/_consent/settings")); !strings.Contains(s.body, "Yes, fine") {
+		t.Error("text override not on the settings page")
+	}
+}
