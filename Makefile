@@ -34,6 +34,7 @@ fuzz:
 		./module/internal/cookies:FuzzScanner \
 		./module/internal/geo:FuzzLookup \
 		./module/internal/policy:FuzzGlob \
+		./module/internal/htmlrewrite:FuzzRewrite \
 		./module:FuzzConsentAPI \
 		; do pkg=$${spec%%:*}; fn=$${spec##*:}; \
 		echo "fuzz $$pkg $$fn"; \
