@@ -1,6 +1,7 @@
 package consentgate
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -370,8 +371,15 @@ func (rw *responseWriter) startHTML() {
 			}
 		}
 		if err == nil {
+			// Tokens are small; batch them into the client's writer so a
+			// page costs a few writes, not one per token. The buffer flushes
+			// whenever it fills, so the page still streams.
+			bw := bufio.NewWriterSize(out, 16<<10)
 			var st htmlrewrite.Stats
-			st, err = htmlrewrite.Rewrite(out, src, policy)
+			st, err = htmlrewrite.Rewrite(bw, src, policy)
+			if ferr := bw.Flush(); err == nil {
+				err = ferr
+			}
 			rw.h.countHeld(st)
 		}
 		// Drain what the handler still writes so it never blocks.

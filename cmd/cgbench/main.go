@@ -64,6 +64,7 @@ type options struct {
 	keep        bool
 	jsonOut     bool
 	noConsent   bool
+	htmlSize    int
 }
 
 // hiddenFlags are accepted but not listed by -h.
@@ -80,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up per variant before the first round")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (Caddyfile, caddy.log, storage) and print its path")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the results as JSON on stdout instead of the table")
+	fs.IntVar(&o.htmlSize, "html-size", 0, "serve an HTML page of about this many bytes with tracker tags (0: a small text/plain body)")
 	fs.BoolVar(&o.noConsent, "no-consent", false, "drop the consent lines from the Caddyfile (A/A run against plain Caddy)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cgbench [flags]\n\nMeasures plain reverse_proxy vs. consent + reverse_proxy on loopback.\n\nFlags:\n")
@@ -169,7 +171,7 @@ func run(ctx context.Context, o *options) (err error) {
 	if err != nil {
 		return fmt.Errorf("upstream listen: %w", err)
 	}
-	upSrv := &http.Server{Handler: upstreamHandler(), ReadHeaderTimeout: 10 * time.Second}
+	upSrv := &http.Server{Handler: upstreamHandler(o.htmlSize), ReadHeaderTimeout: 10 * time.Second}
 	go upSrv.Serve(upLn) //nolint:errcheck // returns on Close
 	defer upSrv.Close()
 	upPort := upLn.Addr().(*net.TCPAddr).Port
@@ -318,15 +320,33 @@ func caddyVersion(ctx context.Context, bin string) string {
 // upstreamBody is ~300 bytes of plain text.
 var upstreamBody = []byte(strings.Repeat("ConsentGate benchmark upstream body. ", 8) + "\n")
 
-func upstreamHandler() http.Handler {
-	clen := strconv.Itoa(len(upstreamBody))
+// htmlPage is a page of about size bytes with the tags the consent handler
+// rewrites: a Google tag, a Meta pixel and a YouTube embed.
+func htmlPage(size int) []byte {
+	var b strings.Builder
+	b.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
+<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>
+<script>fbq('init','1');</script></head><body>`)
+	for b.Len() < size {
+		b.WriteString(`<div class="product"><h2>Product</h2><p>Description with <a href="/p/1">a link</a> and <b>bold</b> words.</p><img src="/img/p1.jpg" alt="p"></div>` + "\n")
+	}
+	b.WriteString(`<iframe src="https://www.youtube.com/embed/x"></iframe></body></html>`)
+	return []byte(b.String())
+}
+
+func upstreamHandler(htmlSize int) http.Handler {
+	body, ctype := upstreamBody, "text/plain; charset=utf-8"
+	if htmlSize > 0 {
+		body, ctype = htmlPage(htmlSize), "text/html; charset=utf-8"
+	}
+	clen := strconv.Itoa(len(body))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		h["Content-Type"] = []string{ctype}
 		h["Content-Length"] = []string{clen}
 		h["Set-Cookie"] = []string{"session=abc; Path=/; HttpOnly", "_ga=GA1.1.123.456; Path=/"}
 		w.WriteHeader(http.StatusOK)
-		w.Write(upstreamBody) //nolint:errcheck
+		w.Write(body) //nolint:errcheck
 	})
 }
 
