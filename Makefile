@@ -45,6 +45,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./module/...
 	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 1
 	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 16 -rounds 10 -duration 2s
+	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 16 -rounds 6 -duration 2s -html-size 51200
 
 clean:
 	rm -rf bin
