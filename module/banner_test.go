@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/consentgate/consentgate/static"
 )
 
 const trackedPage = `<!doctype html>
@@ -217,5 +219,30 @@ func TestBannerTextOverride(t *testing.T) {
 	}
 	if s := newClient(t).get(g.url("/_consent/settings")); !strings.Contains(s.body, "Yes, fine") {
 		t.Error("text override not on the settings page")
+	}
+}
+
+func TestBannerLanguage(t *testing.T) {
+	tr, err := static.Translations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr) < 30 {
+		t.Fatalf("%d translations, want at least 30", len(tr))
+	}
+	g := startHTML(t, "ru-RU", "")
+	// The page's lang wins over the browser's Accept-Language.
+	r := newClient(t).get(g.url("/"), "Accept", "text/html", "Accept-Language", "de")
+	if !strings.Contains(r.body, `"lang":"ru"`) || !strings.Contains(r.body, `"accept_all":"`+tr["ru"]["accept_all"]+`"`) {
+		t.Error("Russian page did not get Russian strings")
+	}
+	// The settings page follows Accept-Language.
+	s := newClient(t).get(g.url("/_consent/settings"), "Accept-Language", "kk-KZ,kk;q=0.9,ru;q=0.8")
+	if !strings.Contains(s.body, `<html lang="kk"`) || !strings.Contains(s.body, tr["kk"]["settings_title"]) {
+		t.Error("Kazakh settings page not in Kazakh")
+	}
+	s = newClient(t).get(g.url("/_consent/settings"), "Accept-Language", "he")
+	if !strings.Contains(s.body, `dir="rtl"`) {
+		t.Error("Hebrew settings page not right to left")
 	}
 }
