@@ -357,6 +357,12 @@ func (rw *responseWriter) startHTML() {
 		hdr.Set("ETag", "W/"+etag)
 	}
 	hdr.Add("Vary", "Cookie")
+	switch rw.h.CSP {
+	case "enforce":
+		hdr.Add("Content-Security-Policy", rw.h.contentSecurityPolicy(rw.d))
+	case "report":
+		hdr.Add("Content-Security-Policy-Report-Only", rw.h.contentSecurityPolicy(rw.d))
+	}
 	pr, pw := io.Pipe()
 	s := &htmlStream{pw: pw, done: make(chan error, 1)}
 	out := rw.ResponseWriter
@@ -401,4 +407,60 @@ func (rw *responseWriter) finish() error {
 		return fmt.Errorf("rewriting html: %w", err)
 	}
 	return nil
+}
+
+// cspDirectives are the fetch directives the per-visitor policy governs.
+var cspDirectives = []string{"script-src", "connect-src", "img-src", "frame-src"}
+
+// contentSecurityPolicy builds the visitor's policy: 'self', the site's
+// CSPSources and the hosts of services in granted categories. Hosts of
+// refused services are simply not in it.
+func (h *Handler) contentSecurityPolicy(d *Decision) string {
+	var allowed []string
+	seen := map[string]bool{}
+	add := func(src string) {
+		if !seen[src] {
+			seen[src] = true
+			allowed = append(allowed, src)
+		}
+	}
+	for _, src := range h.CSPSources {
+		add(src)
+	}
+	for _, list := range [][]policy.Service{h.Services, policy.Catalog()} {
+		for _, s := range list {
+			i, ok := h.site.index[s.Category]
+			if !ok || !d.Granted.Has(i) {
+				continue
+			}
+			for _, host := range s.Hosts {
+				host, _, _ = strings.Cut(host, "/")
+				add("https://" + host)
+				add("https://*." + host)
+			}
+		}
+	}
+	var b strings.Builder
+	for i, dir := range cspDirectives {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(dir)
+		b.WriteString(" 'self'")
+		switch dir {
+		case "script-src":
+			// Inline scripts stay as the site wrote them; refused ones are
+			// already inert (type="text/plain").
+			b.WriteString(" 'unsafe-inline'")
+		case "img-src":
+			b.WriteString(" data: blob:")
+		case "frame-src":
+			b.WriteString(" about:")
+		}
+		for _, src := range allowed {
+			b.WriteByte(' ')
+			b.WriteString(src)
+		}
+	}
+	return b.String()
 }

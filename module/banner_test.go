@@ -246,3 +246,54 @@ func TestBannerLanguage(t *testing.T) {
 		t.Error("Hebrew settings page not right to left")
 	}
 }
+
+func TestContentSecurityPolicyPerVisitor(t *testing.T) {
+	g := startHTML(t, "en", "csp enforce\n\t\tcsp_sources https://cdn.example.com")
+	c := newClient(t)
+	r := c.get(g.url("/"), "Accept", "text/html")
+	csp := strings.Join(r.header.Values("Content-Security-Policy"), " | ")
+	for _, want := range []string{"script-src 'self'", "connect-src 'self'", "img-src 'self'", "frame-src 'self'", "https://cdn.example.com"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("policy lacks %q: %s", want, csp)
+		}
+	}
+	for _, refused := range []string{"googletagmanager.com", "google-analytics.com", "facebook", "youtube"} {
+		if strings.Contains(csp, refused) {
+			t.Errorf("refused host %s allowed: %s", refused, csp)
+		}
+	}
+	c.postJSON(g.url("/_consent/state"), `{"granted":["analytics"]}`)
+	csp = c.get(g.url("/"), "Accept", "text/html").header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "https://www.googletagmanager.com") || !strings.Contains(csp, "https://*.google-analytics.com") || strings.Contains(csp, "youtube") {
+		t.Errorf("analytics granted: %s", csp)
+	}
+	// Non-HTML answers get no per-visitor policy.
+	if r := c.get(g.url("/data.json")); r.header.Get("Content-Security-Policy") != "" {
+		t.Error("policy on a JSON answer")
+	}
+}
+
+func TestContentSecurityPolicyKeepsUpstreamPolicy(t *testing.T) {
+	page := fmt.Sprintf(trackedPage, "en")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; object-src 'none'")
+		fmt.Fprint(w, page)
+	}))
+	t.Cleanup(up.Close)
+	g := startGateway(t, globalOpts+`
+http://127.0.0.1:{{PORT}} {
+	consent {
+		csp report
+	}
+	reverse_proxy {{UPSTREAM}}
+}
+`, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""})
+	r := newClient(t).get(g.url("/"), "Accept", "text/html")
+	if got := r.header.Values("Content-Security-Policy"); len(got) != 1 || got[0] != "default-src 'self'; object-src 'none'" {
+		t.Errorf("upstream policy changed: %q", got)
+	}
+	if ro := r.header.Get("Content-Security-Policy-Report-Only"); !strings.Contains(ro, "script-src 'self'") {
+		t.Errorf("report-only policy missing: %q", ro)
+	}
+}

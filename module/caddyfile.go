@@ -101,6 +101,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //		banner          on|off
 //		lang            <code>
 //		text            [<lang>] <key> <text>
+//		csp             enforce|report|off
+//		csp_sources     <source...>
 //	}
 //
 // Every sub-option is optional; "consent" alone applies the defaults.
@@ -166,6 +168,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "lang":
 			err = oneArg(d, &h.Lang)
+		case "csp":
+			err = enumArg(d, &h.CSP, "enforce", "report", "off")
+		case "csp_sources":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.CSPSources = append(h.CSPSources, args...)
 		case "text":
 			args := d.RemainingArgs()
 			lang := "*"

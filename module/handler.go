@@ -145,6 +145,19 @@ type Handler struct {
 	// key (see static/i18n/en.json) → text.
 	Texts map[string]map[string]string `json:"texts,omitempty"`
 
+	// CSP sends a Content-Security-Policy with HTML pages that allows only
+	// the hosts of granted services (plus 'self' and CSPSources), so a
+	// tracker that slips past the rewriting still cannot load or send:
+	// "enforce", "report" (Content-Security-Policy-Report-Only) or "off"
+	// (default). A policy the upstream sends is kept; browsers enforce
+	// both, so it is never weakened.
+	CSP string `json:"csp,omitempty"`
+
+	// CSPSources are extra sources allowed in every directive of the
+	// per-visitor policy: the site's own CDNs and third parties that need
+	// no consent (e.g. "https://cdn.example.com").
+	CSPSources []string `json:"csp_sources,omitempty"`
+
 	app     *App
 	site    *siteConfig
 	assets  *bannerAssets
@@ -334,6 +347,14 @@ func (h *Handler) Validate() error {
 		}
 		if !policy.ValidRegime(regime) {
 			return fmt.Errorf("regimes: invalid regime %q for %s", regime, country)
+		}
+	}
+	if h.CSP != "" && h.CSP != "enforce" && h.CSP != "report" && h.CSP != "off" {
+		return fmt.Errorf("csp must be enforce, report or off, got %q", h.CSP)
+	}
+	for _, src := range h.CSPSources {
+		if src == "" || strings.ContainsAny(src, ";,\r\n") {
+			return fmt.Errorf("invalid csp source %q", src)
 		}
 	}
 	if h.DNT != "honor" && h.DNT != "ignore" {
