@@ -210,7 +210,7 @@ func (h *Handler) injection(pageLang string, r *http.Request, d *Decision) []byt
 	lang := h.language(pageLang, r)
 	t := h.texts(lang)
 	cats := h.categoriesFor(t, d)
-	var services []bannerService
+	services := []bannerService{}
 	for _, c := range cats {
 		services = append(services, c.Services...)
 	}
@@ -353,9 +353,13 @@ func (rw *responseWriter) startHTML() {
 	decodeGzip := strings.EqualFold(hdr.Get("Content-Encoding"), "gzip")
 	hdr.Del("Content-Encoding")
 	hdr.Del("Content-Length")
-	if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
-		hdr.Set("ETag", "W/"+etag)
-	}
+	// The page now depends on the visitor's consent: no validators that
+	// would let a cache answer 304 with a page rewritten for an earlier
+	// state, and no shared caching. (no-cache, not no-store, keeps the
+	// back/forward cache.)
+	hdr.Del("ETag")
+	hdr.Del("Last-Modified")
+	hdr.Set("Cache-Control", "private, no-cache")
 	hdr.Add("Vary", "Cookie")
 	switch rw.h.CSP {
 	case "enforce":

@@ -396,7 +396,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.filterRequestCookies(r, d)
 	if r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
 		// Pages must come back readable to be rewritten: ask for identity.
+		// And whole: a 304 would let the browser reuse a page rewritten
+		// for an earlier consent state.
 		r.Header.Del("Accept-Encoding")
+		r.Header.Del("If-None-Match")
+		r.Header.Del("If-Modified-Since")
 	}
 	appToken := r.Header.Get(TokenHeader) != ""
 	if appToken {

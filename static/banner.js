@@ -1,6 +1,4 @@
-/* ConsentGate banner (client side). No dependencies, no third-party requests.
-   Reads #consentgate-config, asks the visitor, POSTs the choice to the gateway
-   and re-activates held-back scripts and iframes of granted categories. */
+/* ConsentGate consent banner */
 (() => {
   'use strict';
   const W = window, D = document, HASH = '#consentgate-settings';
@@ -11,7 +9,6 @@
   let layer = null, ret = null, acted = false, busy = false, gcmOn = false;
   const subs = [];
 
-  // --- helpers ---
   const t = (k, v) => {
     let s = S[k] != null ? String(S[k]) : k;
     for (const x in v || {}) s = s.split('{' + x + '}').join(v[x]);
@@ -25,7 +22,7 @@
   const title = n => (cat(n) || {}).title || n;
   const copy = () => JSON.parse(JSON.stringify(state));
 
-  // h('tag.class1.class2', {attr: value, onclick: fn}, child, [children], 'text')
+  // h('tag.class', {attr, onevent}, ...children)
   function h(tag, attrs, ...kids) {
     const p = tag.split('.'), el = D.createElement(p[0]);
     if (p.length > 1) el.className = p.slice(1).join(' ');
@@ -44,26 +41,20 @@
     .filter(x => !x.disabled && x.tabIndex >= 0 && x.getClientRects().length);
   const focus = el => el && el.focus({ preventScroll: true });
   const policyLink = () => cfg.policy_url ? h('a.cg-link', { href: cfg.policy_url }, t('policy_link')) : null;
-  function date(s) {
-    try { return new Date(s).toLocaleDateString(cfg.lang || undefined); } catch (e) { return s; }
-  }
 
-  // --- layers ---
-  // show one layer (or none); the small reopen button appears when none is shown
+  // show one layer, or none (then the reopen button)
   function show(el) {
     for (const l of [first, settings]) if (l && l !== el) { l.hidden = true; l.removeAttribute('aria-modal'); }
     layer = el || null;
-    const modal = !!el && el.getAttribute('role') == 'dialog';
-    back.hidden = !modal;
+    back.hidden = !modal();
     if (el) {
       el.hidden = false;
-      if (modal) el.setAttribute('aria-modal', 'true');
+      if (modal()) el.setAttribute('aria-modal', 'true');
       el.querySelector('.cg-msg').textContent = '';
     }
     reopen.hidden = !!el || !state.decided;
   }
 
-  // remember where focus was on the page before the banner takes it
   function grab() {
     const a = D.activeElement;
     if (!layer || !root.contains(a)) ret = a && a !== D.body && !root.contains(a) ? a : null;
@@ -76,36 +67,26 @@
   }
 
   const needFirst = () => !!cfg.show && !acted;
+  const modal = () => layer && layer.getAttribute('role') == 'dialog';
+  const unhash = () => { if (location.hash == HASH) history.replaceState(null, '', location.pathname + location.search); };
 
+  // first layer: modal dialog, or a bar (opt-out/notice)
   function buildFirst() {
-    const und = !state.decided, reg = state.regime, link = policyLink();
-    const changed = cfg.reconsent ? h('p.cg-changed', { id: 'cg-changed' }, t('policy_changed'), link ? [' ', link] : null) : null;
-    const optional = cats.filter(c => !c.required);
-    let el;
-    if (und && (reg == 'opt-out' || reg == 'notice')) {
-      // non-modal information bar
-      const out = reg == 'opt-out';
-      el = h('div.cg-layer.cg-bar', { role: 'region', 'aria-label': t('banner_label'), hidden: true },
-        h('div.cg-text', null, changed, h('p.cg-desc', null, t(out ? 'optout_text' : 'notice_text'), !changed && link ? [' ', link] : null)),
-        h('div.cg-btns', null,
-          out ? btn(t('optout_button'), () => send({ granted: optional.filter(c => !c.sale).map(c => c.name) }))
-            : btn(t('notice_ok'), () => send({ all: true })),
-          btn(t('settings'), open, '.cg-open')),
-        msgBox());
-    } else {
-      el = h('div.cg-layer.cg-dialog', {
-        role: 'dialog', 'aria-labelledby': 'cg-title',
-        'aria-describedby': (changed ? 'cg-changed ' : '') + 'cg-desc', hidden: true
-      },
-      h('h2.cg-title', { id: 'cg-title' }, t('title')),
+    const reg = !state.decided && state.regime, bar = reg == 'opt-out' || reg == 'notice', link = policyLink();
+    const changed = cfg.reconsent ? h('p.cg-changed', { id: 'cg-changed' }, t('policy_changed'), link && [' ', link]) : null;
+    const main = reg == 'opt-out'
+      ? [t('optout_text'), btn(t('optout_button'), () => send({ granted: cats.filter(c => !c.required && !c.sale).map(c => c.name) }))]
+      : reg == 'notice' ? [t('notice_text'), btn(t('notice_ok'), () => send({ all: true }))]
+        : [t('description'), btn(t('accept_all'), () => send({ all: true })), btn(t('reject_all'), () => send({ none: true }))];
+    const el = h('div.cg-layer.' + (bar ? 'cg-bar' : 'cg-dialog'), bar
+      ? { role: 'region', 'aria-label': t('banner_label'), hidden: true }
+      : { role: 'dialog', 'aria-labelledby': 'cg-title', 'aria-describedby': (changed ? 'cg-changed ' : '') + 'cg-desc', hidden: true },
+    h('div.cg-text', null,
+      bar ? null : h('h2.cg-title', { id: 'cg-title' }, t('title')),
       changed,
-      h('p.cg-desc', { id: 'cg-desc' }, t('description'), !changed && link ? [' ', link] : null),
-      h('div.cg-btns', null,
-        btn(t('accept_all'), () => send({ all: true })),
-        btn(t('reject_all'), () => send({ none: true })),
-        btn(t('settings'), open, '.cg-open')),
-      msgBox());
-    }
+      h('p.cg-desc', { id: 'cg-desc' }, main[0], !changed && link ? [' ', link] : null)),
+    h('div.cg-btns', null, main.slice(1), btn(t('settings'), open, '.cg-open')),
+    msgBox());
     root.append(el);
     return el;
   }
@@ -140,9 +121,6 @@
           h('summary', null, t('services') + ' (' + svc.length + ')'),
           h('ul', null, svc.map(s => h('li', null, h('strong', null, s.title || s.name), s.purpose ? ' – ' + s.purpose : '')))) : null);
     });
-    const meta = state.decided && state.id ? h('p.cg-small.cg-meta', null,
-      t('consent_id') + ': ' + state.id + ' · ' + t('policy_version') + ': ' + state.policy_version,
-      state.expires ? ' · ' + t('expires_at') + ': ' + date(state.expires) : '') : null;
     const el = h('div.cg-layer.cg-dialog.cg-settings', {
       role: 'dialog', 'aria-labelledby': 'cg-stitle', 'aria-describedby': 'cg-sintro', hidden: true
     },
@@ -157,12 +135,10 @@
       btn(t('accept_all'), () => send({ all: true })),
       btn(t('reject_all'), () => send({ none: true })),
       state.decided ? btn(t('withdraw'), () => send(null, 'DELETE')) : null),
-    msgBox(),
-    meta);
+    msgBox());
     return el;
   }
 
-  // open the settings layer (public)
   function open() {
     if (!root) return;
     grab();
@@ -175,9 +151,8 @@
     focus(settings.querySelector('.cg-btn'));
   }
 
-  // Escape / Close in the settings layer: back to the first layer if still needed
   function close() {
-    if (location.hash == HASH) history.replaceState(null, '', location.pathname + location.search);
+    unhash();
     if (needFirst()) {
       const o = settings.opener;
       if (!first) first = buildFirst();
@@ -189,7 +164,6 @@
     }
   }
 
-  // --- talking to the gateway ---
   async function send(body, method, where) {
     if (busy) return;
     busy = true;
@@ -198,45 +172,39 @@
     root.setAttribute('aria-busy', 'true');
     let ns = null;
     try {
-      const ac = W.AbortController ? new AbortController() : null;
-      const timer = setTimeout(() => ac && ac.abort(), 15000);
       const r = await fetch(cfg.api + 'state', {
-        method: method || 'POST', credentials: 'same-origin', signal: ac ? ac.signal : undefined,
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        method: method || 'POST', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' },
         body: body ? JSON.stringify(body) : undefined
       });
-      clearTimeout(timer);
       ns = r.ok ? await r.json() : null;
-    } catch (e) { ns = null; }
+    } catch (e) { /* offline */ }
     busy = false;
     root.removeAttribute('aria-busy');
     if (!valid(ns)) {
-      box.textContent = S.error || 'Sorry, your choice could not be saved. Please try again.';
+      box.textContent = S.error || 'Could not save your choice. Please try again.';
       return;
     }
     apply(ns);
   }
 
-  function apply(ns) {
+  function apply(ns, quiet) {
     const old = state.granted;
     state = ns;
     acted = true;
     cfg.reconsent = false;
-    if (location.hash == HASH) history.replaceState(null, '', location.pathname + location.search);
+    unhash();
     show(null);
-    restore();
-    live.textContent = t('saved');
+    if (!quiet) { restore(); live.textContent = t('saved'); }
     gcm(true);
     activate().then(() => gcm());
     const st = copy();
     for (const fn of subs.slice()) try { fn(st); } catch (e) { console.error(e); }
     D.dispatchEvent(new CustomEvent('consentgate:change', { detail: st }));
-    // Scripts already running cannot be stopped: reload when a category was revoked,
-    // so the gateway serves the page without them.
+    // running scripts can't be stopped: reload on revocation
     if (old.some(n => !has(n))) setTimeout(() => location.reload(), 50);
   }
 
-  // --- held-back content ---
   const SKIP = ['type', 'data-cg-type', 'data-cg-src', 'data-src', 'src'];
   const plain = s => s.isConnected && (s.getAttribute('type') || '').trim().toLowerCase() == 'text/plain';
 
@@ -251,7 +219,6 @@
     if (p && p.classList.contains('cg-embed')) p.remove();
   }
 
-  // re-activate scripts and iframes whose categories are all granted, in DOM order
   async function activate() {
     for (const f of D.querySelectorAll('iframe[data-consent][data-cg-src],iframe[data-consent][data-src]')) {
       if (allowed(f)) loadFrame(f);
@@ -259,7 +226,7 @@
     const todo = [...D.querySelectorAll('script[data-consent]')].filter(s => plain(s) && allowed(s));
     let pending = [];
     for (const old of todo) {
-      if (!plain(old)) continue; // already done by a concurrent run
+      if (!plain(old)) continue;
       const s = D.createElement('script');
       for (const a of old.attributes) if (SKIP.indexOf(a.name) < 0) s.setAttribute(a.name, a.value);
       if (old.nonce) s.nonce = old.nonce;
@@ -267,11 +234,11 @@
       if (type) s.type = type;
       const src = old.getAttribute('data-cg-src') || old.getAttribute('data-src') || old.getAttribute('src');
       if (src) {
-        s.async = false; // external scripts run in insertion order
+        s.async = false;
         pending.push(new Promise(res => { s.addEventListener('load', res); s.addEventListener('error', res); }));
         s.src = src;
       } else {
-        // an inline script runs at once: wait for the external ones before it
+        // inline code runs at once: wait for earlier external scripts
         await Promise.all(pending);
         pending = [];
         if (!plain(old)) continue;
@@ -282,22 +249,16 @@
     await Promise.all(pending);
   }
 
-  // fill the placeholders the gateway left after held-back iframes
   function embeds() {
     for (const p of D.querySelectorAll('.cg-embed[data-consent]')) {
       if (p.childNodes.length) continue;
       const names = list(p.getAttribute('data-consent')), f = p.previousElementSibling;
-      const frame = f && f.tagName == 'IFRAME' && (f.getAttribute('data-cg-src') || f.getAttribute('data-src')) ? f : null;
-      let svc = p.getAttribute('data-cg-service') || (frame ? frame.getAttribute('data-cg-service') : '');
-      if (!svc && frame) try { svc = new URL(frame.getAttribute('data-cg-src') || frame.getAttribute('data-src'), location.href).hostname; } catch (e) { /* keep empty */ }
+      const src = f && f.tagName == 'IFRAME' && (f.getAttribute('data-cg-src') || f.getAttribute('data-src'));
+      const frame = src ? f : null;
+      const svc = p.getAttribute('data-cg-service') || (src ? src.split('/')[2] || '' : '');
       const c = names.map(title).join(', ');
       if (cfg.lang) p.lang = cfg.lang;
       if (cfg.dir) p.dir = cfg.dir;
-      if (frame) {
-        const w = frame.getAttribute('width'), ht = frame.getAttribute('height');
-        if (/^\d+$/.test(w || '')) p.style.maxWidth = w + 'px';
-        if (/^\d+$/.test(ht || '')) p.style.minHeight = ht + 'px';
-      }
       p.append(h('p', null, t('embed_text', { service: svc, category: c })),
         h('div.cg-btns', null,
           frame ? btn(t('embed_load'), () => loadFrame(frame)) : null,
@@ -306,7 +267,7 @@
     }
   }
 
-  // --- Google Consent Mode v2 ---
+  // Google Consent Mode v2
   function gcm(update) {
     if (typeof W.gtag != 'function') {
       if (!W.dataLayer) return;
@@ -322,7 +283,6 @@
     } catch (e) { console.warn('consentgate: gtag', e); }
   }
 
-  // --- start ---
   function init() {
     try {
       const el = D.getElementById('consentgate-config');
@@ -332,7 +292,7 @@
       console.warn('consentgate: missing or invalid #consentgate-config');
       return;
     }
-    S = cfg.strings && typeof cfg.strings == 'object' ? cfg.strings : {};
+    S = cfg.strings || {};
     state = cfg.state;
     cats = cfg.categories.filter(c => c && typeof c.name == 'string');
 
@@ -353,8 +313,8 @@
     };
 
     D.addEventListener('keydown', e => {
-      if (!layer || layer.getAttribute('role') != 'dialog') return;
-      if (e.key == 'Escape' || e.key == 'Esc') {
+      if (!modal()) return;
+      if (e.key == 'Escape') {
         if (layer === settings) { e.preventDefault(); close(); }
       } else if (e.key == 'Tab') {
         const f = focusables(layer), a = f[0], z = f[f.length - 1], cur = D.activeElement;
@@ -366,13 +326,20 @@
       }
     });
     D.addEventListener('focusin', e => {
-      if (layer && layer.getAttribute('role') == 'dialog' && !layer.contains(e.target)) focus(focusables(layer)[0]);
+      if (modal() && !layer.contains(e.target)) focus(focusables(layer)[0]);
     });
     D.addEventListener('click', e => {
       const a = e.target.closest && e.target.closest('a[href*="' + HASH + '"]');
       if (a && a.hash == HASH) { e.preventDefault(); open(); }
     });
     W.addEventListener('hashchange', () => { if (location.hash == HASH) open(); });
+    // back/forward cache: the choice may have changed on another page
+    W.addEventListener('pageshow', e => {
+      if (e.persisted) fetch(cfg.api + 'state', { credentials: 'same-origin' }).then(r => r.json()).then(ns => {
+        const key = x => [x.decided, x.policy_version, x.granted].join();
+        if (valid(ns) && ns.decided && key(ns) != key(state)) apply(ns, 1);
+      }).catch(() => {});
+    });
 
     embeds();
     gcm();
