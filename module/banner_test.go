@@ -1,6 +1,7 @@
 package consentgate
 
 import (
+	"bytes"
 	"compress/gzip"
 	"fmt"
 	"net/http"
@@ -300,5 +301,28 @@ http://127.0.0.1:{{PORT}} {
 	}
 	if ro := r.header.Get("Content-Security-Policy-Report-Only"); !strings.Contains(ro, "script-src 'self'") {
 		t.Errorf("report-only policy missing: %q", ro)
+	}
+}
+
+// TestBannerBudget keeps banner.js and banner.css within 8 KiB gzipped
+// together (translations are sent separately, one language per page).
+func TestBannerBudget(t *testing.T) {
+	var total int
+	for _, name := range []string{"banner.js", "banner.css"} {
+		body, err := static.FS.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		zw.Write(body)
+		zw.Close()
+		t.Logf("%s: %d bytes, %d gzipped", name, len(body), buf.Len())
+		fmt.Printf("banner budget: %s %d bytes raw, %d gzipped\n", name, len(body), buf.Len())
+		total += buf.Len()
+	}
+	fmt.Printf("banner budget: js+css %d bytes gzipped (limit 8192)\n", total)
+	if total > 8<<10 {
+		t.Fatalf("banner js+css are %d bytes gzipped, over the 8 KiB budget", total)
 	}
 }
