@@ -326,3 +326,38 @@ func TestBannerBudget(t *testing.T) {
 		t.Fatalf("banner js+css are %d bytes gzipped, over the 8 KiB budget", total)
 	}
 }
+
+func TestBannerAsksAgainAfterPolicyChange(t *testing.T) {
+	up := htmlUpstream(t, "en")
+	vars := map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""}
+	site := func(block string) string {
+		return globalOpts + `
+http://127.0.0.1:{{PORT}} {
+	consent {
+		policy_url /privacy
+		` + block + `
+	}
+	reverse_proxy {{UPSTREAM}}
+}
+`
+	}
+	g := startGateway(t, site("policy_version 1"), vars)
+	c := newClient(t)
+	c.postJSON(g.url("/_consent/state"), `{"all":true}`)
+	if r := c.get(g.url("/"), "Accept", "text/html"); !strings.Contains(r.body, `"show":false`) || !strings.Contains(r.body, `"reconsent":false`) {
+		t.Fatal("decided visitor asked again before the policy changed")
+	}
+	if code, body := g.reload(site("policy_version 2\n\t\treconsent_since 2")); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	r := c.get(g.url("/"), "Accept", "text/html")
+	if !strings.Contains(r.body, `"show":true`) || !strings.Contains(r.body, `"reconsent":true`) || !strings.Contains(r.body, `"policy_url":"/privacy"`) {
+		t.Error("banner not shown again with the policy-changed notice")
+	}
+	if !strings.Contains(r.body, neutralGTM) {
+		t.Error("stale consent still lets trackers run")
+	}
+	if s := c.get(g.url("/_consent/settings")); !strings.Contains(s.body, "Our privacy policy has changed") {
+		t.Error("settings page does not say the policy changed")
+	}
+}
