@@ -180,6 +180,14 @@ func Verify(keys KeyLookup, site, text string, buf []byte, v *View) error {
 	if len(text) == 0 || len(text) > MaxEncodedLen {
 		return ErrMalformed
 	}
+	// Only the base64url alphabet: the decoder would skip '\r' and '\n',
+	// letting one token have several spellings.
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return ErrMalformed
+		}
+	}
 	n := base64.RawURLEncoding.DecodedLen(len(text))
 	if cap(buf) < n+macLen {
 		buf = make([]byte, n+macLen)

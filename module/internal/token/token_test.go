@@ -99,6 +99,8 @@ func TestRejects(t *testing.T) {
 		{"truncated", kr, "shop.example", good[:len(good)-5], ErrMalformed},
 		{"truncated to header", kr, "shop.example", good[:20], ErrMalformed},
 		{"extended", kr, "shop.example", good + "AAAA", ErrMalformed},
+		{"newline inserted", kr, "shop.example", good[:3] + "\n" + good[3:], ErrMalformed},
+		{"padding", kr, "shop.example", good + "=", ErrMalformed},
 		{"altered granted", kr, "shop.example", flip(len(raw) - macLen - 3), ErrSignature},
 		{"altered issued", kr, "shop.example", flip(25), ErrSignature},
 		{"altered id", kr, "shop.example", flip(10), ErrSignature},
