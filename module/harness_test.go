@@ -166,6 +166,7 @@ func (g *gateway) load(caddyfile string) {
 	if err := caddy.Load(adapt(g.t, g.render(caddyfile)), true); err != nil {
 		g.t.Fatalf("loading config: %v", err)
 	}
+	g.settle()
 }
 
 // reload posts a changed config to the admin API's /load, as `caddy
@@ -182,7 +183,31 @@ func (g *gateway) reload(caddyfile string) (int, string) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		g.settle()
+	}
 	return resp.StatusCode, string(body)
+}
+
+// settle waits until the site answers steadily after a config change: the
+// listener is shared between the old and the new server, and for a moment
+// the old one, shutting down, may still take and drop a connection.
+func (g *gateway) settle() {
+	g.t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	ok := 0
+	for i := 0; i < 400 && ok < 5; i++ {
+		resp, err := c.Get(g.url("/.well-known/consentgate-settle"))
+		if err != nil {
+			ok = 0
+			continue
+		}
+		resp.Body.Close()
+		ok++
+	}
+	if ok < 5 {
+		g.t.Fatalf("site did not settle after a config change")
+	}
 }
 
 func (g *gateway) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", g.port, path) }
