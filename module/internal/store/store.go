@@ -382,3 +382,27 @@ func (s *Store) PutIfAbsent(key string, value []byte) ([]byte, error) {
 func (s *Store) Scan(prefix string, fn func(key string, value []byte) error) error {
 	return s.scan([]byte(prefix), func(k, v []byte) error { return fn(string(k), v) })
 }
+
+// GetOrCreate returns the value under key, storing val with the given time
+// to live (synced) when the key is absent. Daily salts use it: the first
+// caller of the day creates the salt, everyone after reads it.
+func (s *Store) GetOrCreate(key string, val []byte, ttl time.Duration) ([]byte, error) {
+	var out []byte
+	err := s.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(key))
+		if err == nil {
+			out, err = item.ValueCopy(nil)
+			return err
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		out = val
+		e := badger.NewEntry([]byte(key), val)
+		if ttl > 0 {
+			e = e.WithTTL(ttl)
+		}
+		return txn.SetEntry(e)
+	})
+	return out, err
+}

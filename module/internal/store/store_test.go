@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/consentgate/consentgate/module/internal/benchutil"
 )
 
@@ -160,4 +162,28 @@ func BenchmarkDurableDecisions(b *testing.B) {
 		return s.Append(rec("shop", fmt.Sprintf("%032x", id.Add(1)), time.Now(), "necessary", "analytics"))
 	})
 	b.ReportMetric(float64(b.N)/float64(s.Commits()), "records/commit")
+}
+
+func TestGetOrCreateExpires(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	v, err := s.GetOrCreate("salt/2026-11-25", []byte("a"), time.Hour)
+	if err != nil || string(v) != "a" {
+		t.Fatalf("first: %q %v", v, err)
+	}
+	v, err = s.GetOrCreate("salt/2026-11-25", []byte("b"), time.Hour)
+	if err != nil || string(v) != "a" {
+		t.Fatalf("second: %q %v", v, err)
+	}
+	var expires uint64
+	_ = s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte("salt/2026-11-25"))
+		if err == nil {
+			expires = item.ExpiresAt()
+		}
+		return err
+	})
+	if d := time.Until(time.Unix(int64(expires), 0)); d <= 0 || d > time.Hour {
+		t.Fatalf("salt expires in %v, want within the hour", d)
+	}
 }

@@ -1,0 +1,324 @@
+// Package beacon knows where analytics formats keep their data — in URL
+// queries, form bodies and JSON bodies — and rewrites each field by what it
+// is: identifiers pseudonymised, IPs truncated, user agents generalised,
+// URLs cleaned, free text redacted, and anything unknown dropped.
+package beacon
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Action is what happens to a field.
+type Action int
+
+// Actions, from the safest down.
+const (
+	// Drop removes the field.
+	Drop Action = iota
+	// Keep passes the field unchanged (counters, flags, versions).
+	Keep
+	// ID replaces an identifier with a pseudonym (or drops it).
+	ID
+	// IP truncates an IP address.
+	IP
+	// UA generalises a user agent.
+	UA
+	// Lang reduces a language tag to its primary language.
+	Lang
+	// URL cleans a URL (denied parameters, click ids, PII).
+	URL
+	// Referrer cuts a URL to its origin.
+	Referrer
+	// Redact removes e-mail addresses, phone and card numbers from text.
+	Redact
+	// Country keeps a country code, upper-cased, and nothing finer.
+	Country
+)
+
+var actionNames = map[string]Action{
+	"drop": Drop, "keep": Keep, "hash": ID, "truncate_ip": IP, "generalize_ua": UA,
+	"language": Lang, "clean_url": URL, "referrer": Referrer, "redact": Redact, "coarsen_geo": Country,
+}
+
+// ParseAction parses a Caddyfile action name.
+func ParseAction(s string) (Action, error) {
+	if a, ok := actionNames[s]; ok {
+		return a, nil
+	}
+	names := make([]string, 0, len(actionNames))
+	for n := range actionNames {
+		names = append(names, n)
+	}
+	return Drop, fmt.Errorf("unknown action %q (want one of %s)", s, strings.Join(names, ", "))
+}
+
+// Env applies actions to values; the privacy filter implements it with the
+// visitor's decision, keys and the UA parser. An empty result drops the
+// field.
+type Env interface {
+	ID(name, value string) string
+	IP(value string) string
+	UA(value string) string
+	Lang(value string) string
+	URL(value string) string
+	Referrer(value string) string
+	Redact(value string) string
+}
+
+// Apply runs one action on a value.
+func Apply(a Action, name, value string, env Env) string {
+	switch a {
+	case Keep:
+		return value
+	case ID:
+		return env.ID(name, value)
+	case IP:
+		return env.IP(value)
+	case UA:
+		return env.UA(value)
+	case Lang:
+		return env.Lang(value)
+	case URL:
+		return env.URL(value)
+	case Referrer:
+		return env.Referrer(value)
+	case Redact:
+		return env.Redact(value)
+	case Country:
+		v := strings.ToUpper(strings.TrimSpace(value))
+		if len(v) == 2 && v[0] >= 'A' && v[0] <= 'Z' && v[1] >= 'A' && v[1] <= 'Z' {
+			return v
+		}
+	}
+	return ""
+}
+
+// Rule maps a field name, or a prefix ending in '*', to an action.
+type Rule struct {
+	Field  string
+	Action Action
+}
+
+// Fields is an ordered rule list: exact names first, then prefixes.
+type Fields struct {
+	exact    map[string]Action
+	prefixes []Rule
+	// Unknown is the action for fields no rule names; Drop by default
+	// (an allow-list).
+	Unknown Action
+}
+
+// NewFields compiles rules.
+func NewFields(rules []Rule, unknown Action) Fields {
+	f := Fields{exact: make(map[string]Action), Unknown: unknown}
+	for _, r := range rules {
+		if p, ok := strings.CutSuffix(r.Field, "*"); ok {
+			f.prefixes = append(f.prefixes, Rule{p, r.Action})
+			continue
+		}
+		f.exact[r.Field] = r.Action
+	}
+	return f
+}
+
+// Known reports whether the rules cover anything at all (a profile
+// without query rules takes no query).
+func (f Fields) Known() bool { return len(f.exact) > 0 || len(f.prefixes) > 0 || f.Unknown != Drop }
+
+// With returns f with rules added in front and a new Unknown action.
+func (f Fields) With(rules []Rule, unknown Action) Fields {
+	out := Fields{exact: make(map[string]Action, len(f.exact)+len(rules)), Unknown: unknown}
+	for k, v := range f.exact {
+		out.exact[k] = v
+	}
+	var front []Rule
+	for _, r := range rules {
+		if p, ok := strings.CutSuffix(r.Field, "*"); ok {
+			front = append(front, Rule{p, r.Action})
+			continue
+		}
+		out.exact[r.Field] = r.Action
+	}
+	out.prefixes = append(front, f.prefixes...)
+	return out
+}
+
+// Action returns the action for a field name.
+func (f Fields) Action(name string) Action {
+	if a, ok := f.exact[name]; ok {
+		return a
+	}
+	for _, p := range f.prefixes {
+		if strings.HasPrefix(name, p.Field) {
+			return p.Action
+		}
+	}
+	return f.Unknown
+}
+
+// Stats counts what a rewrite did, for proof of enforcement.
+type Stats struct {
+	Dropped, Pseudonymised, Changed int
+}
+
+// RewriteQuery rewrites a URL query (or a form body) field by field. It
+// parses strictly: invalid percent-encoding is an error, never a
+// pass-through.
+func (f Fields) RewriteQuery(raw string, env Env) (string, Stats, error) {
+	var st Stats
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return "", st, fmt.Errorf("malformed query: %w", err)
+	}
+	out := make(url.Values, len(vals))
+	for name, vs := range vals {
+		a := f.Action(name)
+		for _, v := range vs {
+			nv := Apply(a, name, v, env)
+			switch {
+			case nv == "":
+				st.Dropped++
+				continue
+			case a == ID:
+				st.Pseudonymised++
+			case nv != v:
+				st.Changed++
+			}
+			out.Add(name, nv)
+		}
+	}
+	return out.Encode(), st, nil
+}
+
+// MaxJSONDepth bounds nesting in JSON bodies.
+const MaxJSONDepth = 32
+
+// JSONRules map dotted paths to actions. A path names object keys from the
+// root, with "[]" for any array element and "*" for any key: for example
+// "client_id", "events[].params.*", "user_properties".
+type JSONRules struct {
+	Fields
+}
+
+// RewriteJSON rewrites a JSON body; values whose path no rule names follow
+// Unknown (dropped by default). Malformed or too deeply nested JSON is an
+// error.
+func (j JSONRules) RewriteJSON(body []byte, env Env) ([]byte, Stats, error) {
+	var st Stats
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, st, fmt.Errorf("malformed JSON: %w", err)
+	}
+	if dec.More() {
+		return nil, st, fmt.Errorf("malformed JSON: trailing data")
+	}
+	out, keep, err := j.walk(v, "", 0, env, &st)
+	if err != nil {
+		return nil, st, err
+	}
+	if !keep {
+		out = map[string]any{}
+	}
+	b, err := json.Marshal(out)
+	return b, st, err
+}
+
+func (j JSONRules) walk(v any, path string, depth int, env Env, st *Stats) (any, bool, error) {
+	if depth > MaxJSONDepth {
+		return nil, false, fmt.Errorf("JSON nested deeper than %d levels", MaxJSONDepth)
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		if path != "" {
+			if a, ok := j.exact[path]; ok && a == Drop {
+				st.Dropped++
+				return nil, false, nil
+			}
+		}
+		out := make(map[string]any, len(x))
+		for k, child := range x {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			nv, keep, err := j.walk(child, p, depth+1, env, st)
+			if err != nil {
+				return nil, false, err
+			}
+			if keep {
+				out[k] = nv
+			}
+		}
+		return out, true, nil
+	case []any:
+		if a, ok := j.exact[path]; ok && a == Drop {
+			st.Dropped++
+			return nil, false, nil
+		}
+		out := make([]any, 0, len(x))
+		for _, child := range x {
+			nv, keep, err := j.walk(child, path+"[]", depth+1, env, st)
+			if err != nil {
+				return nil, false, err
+			}
+			if keep {
+				out = append(out, nv)
+			}
+		}
+		return out, true, nil
+	}
+	a := j.action(path)
+	switch x := v.(type) {
+	case string:
+		nv := Apply(a, path, x, env)
+		if nv == "" {
+			st.Dropped++
+			return nil, false, nil
+		}
+		if a == ID {
+			st.Pseudonymised++
+		}
+		return nv, true, nil
+	case json.Number, bool, nil:
+		if a == Keep || a == Redact {
+			return x, true, nil
+		}
+		if a == ID && x != nil {
+			// Numeric identifiers become pseudonyms too.
+			nv := env.ID(path, fmt.Sprint(x))
+			if nv == "" {
+				st.Dropped++
+				return nil, false, nil
+			}
+			st.Pseudonymised++
+			return nv, true, nil
+		}
+		st.Dropped++
+		return nil, false, nil
+	}
+	return nil, false, nil
+}
+
+// action looks a JSON path up, trying "*" in place of the last key.
+func (j JSONRules) action(path string) Action {
+	if a, ok := j.exact[path]; ok {
+		return a
+	}
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		if a, ok := j.exact[path[:i]+".*"]; ok {
+			return a
+		}
+	}
+	for _, p := range j.prefixes {
+		if strings.HasPrefix(path, p.Field) {
+			return p.Action
+		}
+	}
+	return j.Unknown
+}
