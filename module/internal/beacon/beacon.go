@@ -236,7 +236,9 @@ func (j JSONRules) walk(v any, path string, depth int, env Env, st *Stats) (any,
 	switch x := v.(type) {
 	case map[string]any:
 		if path != "" {
-			if a, ok := j.exact[path]; ok && a == Drop {
+			// A container where a rule expects a value (an identifier sent
+			// as an object, say) is dropped whole.
+			if a, ok := j.exact[path]; ok && a != Keep {
 				st.Dropped++
 				return nil, false, nil
 			}
@@ -257,7 +259,7 @@ func (j JSONRules) walk(v any, path string, depth int, env Env, st *Stats) (any,
 		}
 		return out, true, nil
 	case []any:
-		if a, ok := j.exact[path]; ok && a == Drop {
+		if a, ok := j.exact[path]; ok && a != Keep {
 			st.Dropped++
 			return nil, false, nil
 		}
