@@ -38,6 +38,8 @@ fuzz:
 		./module/internal/geo:FuzzLookup:200000 \
 		./module/internal/policy:FuzzGlob:200000 \
 		./module/internal/htmlrewrite:FuzzRewrite:200000 \
+		./module/internal/beacon:FuzzRewriteQuery:200000 \
+		./module/internal/beacon:FuzzRewriteJSON:200000 \
 		./module:FuzzConsentAPI:1000 \
 		; do pkg=$${spec%%:*}; rest=$${spec#*:}; fn=$${rest%%:*}; n=$${rest##*:}; \
 		echo "fuzz $$pkg $$fn $$((n * $(FUZZSCALE))) inputs"; \

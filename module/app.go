@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/consentgate/consentgate/module/internal/anonymize"
 	"github.com/consentgate/consentgate/module/internal/geo"
 	"github.com/consentgate/consentgate/module/internal/store"
 	"github.com/consentgate/consentgate/module/internal/token"
@@ -66,6 +68,16 @@ type App struct {
 	geo      *geo.Reader
 	metrics  *metrics
 	logger   *zap.Logger
+
+	privacy *appPrivacy
+	now     func() time.Time // injected clock for tests
+}
+
+// appPrivacy holds the pseudonymiser, made on first use.
+type appPrivacy struct {
+	once   sync.Once
+	pseudo *anonymize.Pseudonymizer
+	err    error
 }
 
 // CaddyModule returns the Caddy module information.
@@ -80,6 +92,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // GeoIP database.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.privacy = new(appPrivacy)
 	a.metrics = newMetrics(ctx.GetMetricsRegistry())
 	if a.Storage == "" {
 		a.Storage = filepath.Join(caddy.AppDataDir(), "consentgate")

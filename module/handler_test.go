@@ -35,7 +35,7 @@ func newTestHandler(t testing.TB, h *Handler) *Handler {
 		t.Fatal(err)
 	}
 	kr, _ := token.NewKeyring(k)
-	app := &App{store: s, keys: kr, metrics: newMetrics(nil), logger: zap.NewNop()}
+	app := &App{store: s, keys: kr, metrics: newMetrics(nil), logger: zap.NewNop(), privacy: new(appPrivacy)}
 	if err := h.setup(app, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}

@@ -174,6 +174,13 @@ func (f Fields) RewriteQuery(raw string, env Env) (string, Stats, error) {
 	if err != nil {
 		return "", st, fmt.Errorf("malformed query: %w", err)
 	}
+	for name := range vals {
+		for i := 0; i < len(name); i++ {
+			if name[i] < 0x20 || name[i] == 0x7f {
+				return "", st, fmt.Errorf("malformed query: control character in field name %q", name)
+			}
+		}
+	}
 	out := make(url.Values, len(vals))
 	for name, vs := range vals {
 		a := f.Action(name)

@@ -1,0 +1,514 @@
+package consentgate
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/consentgate/consentgate/module/internal/anonymize"
+	"github.com/consentgate/consentgate/module/internal/beacon"
+	"github.com/consentgate/consentgate/module/internal/ua"
+)
+
+func init() {
+	caddy.RegisterModule(PrivacyFilter{})
+	httpcaddyfile.RegisterHandlerDirective("privacy_filter", parsePrivacyFilter)
+	// Right after consent (which decides, and comes right after encode),
+	// before the handlers that proxy.
+	httpcaddyfile.RegisterDirectiveOrder("privacy_filter", httpcaddyfile.Before, "push")
+}
+
+// maxBeaconBody bounds analytics request bodies.
+const maxBeaconBody = 64 << 10
+
+// PrivacyFilter rewrites requests bound for analytics so that they carry no
+// full IP address, no full User-Agent, no precise location and no
+// identifier that outlives the visitor's consent. Place it before the
+// reverse_proxy to the analytics upstream; it reads the decision of the
+// consent handler (and treats the visitor as undecided without one).
+//
+// Placeholders set:
+//
+// | Placeholder | Description |
+// |---|---|
+// | `{http.ua.family}` | generalised browser family and major version |
+// | `{http.ua.os}` | operating system family |
+// | `{http.ua.device}` | desktop, mobile, tablet, bot or other |
+// | `{http.geo.region}` | the visitor's region (subdivision code), when known |
+// | `{http.privacy.visitor}` | the visitor pseudonym sent to analytics |
+type PrivacyFilter struct {
+	// Profile is the analytics format: ga4, matomo, plausible, umami,
+	// yandex_metrica or generic (only the Fields rules).
+	Profile string `json:"profile,omitempty"`
+
+	// IPBytes is how many trailing bytes of the IP are masked: 1–3
+	// (IPv4 /24, /16, /8; IPv6 /48, /32, /16), or 4 to remove it.
+	// Default: 2.
+	IPBytes int `json:"ip_bytes,omitempty"`
+
+	// WithoutConsent is what happens to beacons of visitors without
+	// analytics consent: "anonymize" (default: a daily cookieless hash
+	// replaces identifiers) or "drop" (answered 204, never sent).
+	WithoutConsent string `json:"without_consent,omitempty"`
+
+	// KeepUnknown passes fields the profile does not know instead of
+	// dropping them (the default is an allow-list).
+	KeepUnknown bool `json:"keep_unknown,omitempty"`
+
+	// Fields add or override rules: field name, "prefix*" or JSON path →
+	// action (keep, drop, hash, truncate_ip, generalize_ua, language,
+	// clean_url, referrer, redact, coarsen_geo).
+	Fields map[string]string `json:"fields,omitempty"`
+
+	// DenyParams replaces the list of query parameters removed from URLs
+	// sent to analytics (default: e-mail, phone, token, password, session
+	// and search terms such as q, query, search, s).
+	DenyParams []string `json:"deny_params,omitempty"`
+
+	profile *beacon.Profile
+	urls    anonymize.URLPolicy
+	app     *App
+	pseudo  *anonymize.Pseudonymizer
+	ua      *ua.Generalizer
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (PrivacyFilter) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.privacy_filter",
+		New: func() caddy.Module { return new(PrivacyFilter) },
+	}
+}
+
+var (
+	uaOnce sync.Once
+	uaGen  *ua.Generalizer
+	uaErr  error
+)
+
+// sharedUA is one UA generalizer (and cache) per process.
+func sharedUA() (*ua.Generalizer, error) {
+	uaOnce.Do(func() { uaGen, uaErr = ua.New(ua.Options{}) })
+	return uaGen, uaErr
+}
+
+// Provision compiles the profile and gets keys from the consent app.
+func (f *PrivacyFilter) Provision(ctx caddy.Context) error {
+	f.logger = ctx.Logger()
+	appIface, err := ctx.App("consent")
+	if err != nil {
+		return fmt.Errorf("getting consent app: %w", err)
+	}
+	f.app = appIface.(*App)
+	if f.Profile == "" {
+		f.Profile = "generic"
+	}
+	if f.IPBytes == 0 {
+		f.IPBytes = 2
+	}
+	if f.WithoutConsent == "" {
+		f.WithoutConsent = "anonymize"
+	}
+	unknown := beacon.Drop
+	if f.KeepUnknown {
+		unknown = beacon.Keep
+	}
+	if f.Profile == "generic" {
+		f.profile = &beacon.Profile{Name: "generic", Query: beacon.NewFields(nil, unknown), JSON: beacon.JSONRules{Fields: beacon.NewFields(nil, unknown)}}
+	} else {
+		mk, ok := beacon.Profiles[f.Profile]
+		if !ok {
+			return fmt.Errorf("unknown profile %q", f.Profile)
+		}
+		f.profile = mk()
+	}
+	var rules []beacon.Rule
+	for field, action := range f.Fields {
+		a, err := beacon.ParseAction(action)
+		if err != nil {
+			return fmt.Errorf("field %s: %w", field, err)
+		}
+		rules = append(rules, beacon.Rule{Field: field, Action: a})
+	}
+	f.profile.Query = overlay(f.profile.Query, rules, unknown)
+	f.profile.JSON.Fields = overlay(f.profile.JSON.Fields, rules, unknown)
+	f.urls = anonymize.URLPolicy{DenyParams: f.DenyParams}
+	if f.pseudo, err = f.app.pseudonymizer(); err != nil {
+		return err
+	}
+	if f.ua, err = sharedUA(); err != nil {
+		return fmt.Errorf("loading user agent parser: %w", err)
+	}
+	return nil
+}
+
+// overlay adds site rules in front of a profile's rules.
+func overlay(base beacon.Fields, rules []beacon.Rule, unknown beacon.Action) beacon.Fields {
+	if len(rules) == 0 {
+		base.Unknown = unknown
+		return base
+	}
+	return base.With(rules, unknown)
+}
+
+// Validate checks the configuration.
+func (f *PrivacyFilter) Validate() error {
+	if f.IPBytes < 1 || f.IPBytes > 4 {
+		return fmt.Errorf("ip_bytes must be 1, 2, 3 or 4 (remove), got %d", f.IPBytes)
+	}
+	if f.WithoutConsent != "anonymize" && f.WithoutConsent != "drop" {
+		return fmt.Errorf("without_consent must be anonymize or drop, got %q", f.WithoutConsent)
+	}
+	return nil
+}
+
+// ipHeaders carry a client address and never reach analytics as sent.
+var ipHeaders = []string{"X-Forwarded-For", "X-Real-Ip", "Forwarded", "True-Client-Ip", "Cf-Connecting-Ip", "Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip", "Fastly-Client-Ip"}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	d := DecisionFromRequest(r)
+	analytics := d.Has("analytics")
+	if !analytics && f.WithoutConsent == "drop" {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	ip := clientIP(r)
+	userAgent := r.Header.Get("User-Agent")
+	env := &filterEnv{f: f, d: d, analytics: analytics, ip: ip, ua: userAgent, site: f.siteOf(r, d)}
+	env.urls = f.urls
+	env.urls.KeepClickIDs = d.Has("marketing")
+
+	// The query, then the body.
+	if r.URL.RawQuery != "" && f.profile.Query.Known() {
+		q, _, err := f.profile.Query.RewriteQuery(r.URL.RawQuery, env)
+		if err != nil {
+			return caddyhttp.Error(http.StatusBadRequest, err)
+		}
+		r.URL.RawQuery = q
+		r.RequestURI = r.URL.RequestURI()
+	}
+	if err := f.rewriteBody(r, env); err != nil {
+		return err
+	}
+
+	// Headers: no cookie, no client address, a generalised UA, the
+	// primary language, the referrer's origin, and the coarse location.
+	country, region := f.location(r, d, ip)
+	r.Header.Del("Cookie")
+	for _, h := range ipHeaders {
+		r.Header.Del(h)
+	}
+	for k := range r.Header {
+		if strings.HasPrefix(k, "Sec-Ch-Ua") {
+			r.Header.Del(k)
+		}
+	}
+	info := f.ua.Generalize(userAgent)
+	r.Header.Set("User-Agent", info.String())
+	if al := r.Header.Get("Accept-Language"); al != "" {
+		r.Header.Set("Accept-Language", primaryLanguage(al))
+	}
+	if ref := r.Header.Get("Referer"); ref != "" {
+		if o := anonymize.Origin(ref); o != "" {
+			r.Header.Set("Referer", o+"/")
+		} else {
+			r.Header.Del("Referer")
+		}
+	}
+	r.Header.Del("X-Geo-Country")
+	r.Header.Del("X-Geo-Region")
+	if country != "" {
+		r.Header.Set("X-Geo-Country", country)
+	}
+	if region != "" {
+		r.Header.Set("X-Geo-Region", region)
+	}
+	// The proxy derives X-Forwarded-For from RemoteAddr: hand it only the
+	// truncated address (or none), so the full IP is forgotten here.
+	r.RemoteAddr = net.JoinHostPort(truncatedOr(ip, f.IPBytes), "0")
+	caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, truncatedOr(ip, f.IPBytes))
+
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.ua.family", strings.TrimSpace(info.Family+" "+info.Major))
+		repl.Set("http.ua.os", info.OS)
+		repl.Set("http.ua.device", info.Device)
+		repl.Set("http.geo.region", region)
+		repl.Set("http.privacy.visitor", env.visitor())
+	}
+	return next.ServeHTTP(w, r)
+}
+
+func truncatedOr(ip string, n int) string {
+	t := anonymize.TruncateIPString(ip, n)
+	if t == "" {
+		return "0.0.0.0"
+	}
+	return t
+}
+
+// siteOf names the site for pseudonyms: the consent decision's site, or the
+// request host.
+func (f *PrivacyFilter) siteOf(r *http.Request, d *Decision) string {
+	if d != nil && d.SiteID != "" {
+		return d.SiteID
+	}
+	return hostOnly(r.Host)
+}
+
+// location uses the full client IP inside the gateway, before it is
+// truncated, or the decision's country.
+func (f *PrivacyFilter) location(r *http.Request, d *Decision, ip string) (string, string) {
+	var country, region string
+	if d != nil {
+		country = d.Country
+	}
+	if g := f.app.geo; g != nil {
+		if addr, err := netip.ParseAddr(ip); err == nil {
+			loc := g.Lookup(addr)
+			if country == "" {
+				country = loc.Country
+			}
+			if loc.Country == country {
+				region = loc.Region
+			}
+		}
+	}
+	return country, region
+}
+
+func (f *PrivacyFilter) rewriteBody(r *http.Request, env *filterEnv) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBeaconBody+1))
+	r.Body.Close()
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading body: %w", err))
+	}
+	if len(body) > maxBeaconBody {
+		return caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("beacon body over %d bytes", maxBeaconBody))
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	trimmed := bytes.TrimSpace(body)
+	var out []byte
+	switch {
+	case len(trimmed) == 0:
+		out = nil
+	case mt == "application/json" || (len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') && f.profile.JSON.Known()):
+		if !f.profile.JSON.Known() {
+			return caddyhttp.Error(http.StatusUnsupportedMediaType, errors.New("this profile takes no JSON body"))
+		}
+		out, _, err = f.profile.JSON.RewriteJSON(trimmed, env)
+		if err != nil {
+			return caddyhttp.Error(http.StatusBadRequest, err)
+		}
+	case f.profile.Query.Known():
+		// Form bodies, and GA4's batches: one query-encoded hit per line.
+		lines := [][]byte{trimmed}
+		if f.profile.Lines {
+			lines = bytes.Split(trimmed, []byte("\n"))
+		}
+		var b bytes.Buffer
+		for i, line := range lines {
+			q, _, err := f.profile.Query.RewriteQuery(string(bytes.TrimSpace(line)), env)
+			if err != nil {
+				return caddyhttp.Error(http.StatusBadRequest, err)
+			}
+			if i > 0 {
+				b.WriteByte('\n')
+			}
+			b.WriteString(q)
+		}
+		out = b.Bytes()
+	default:
+		return caddyhttp.Error(http.StatusUnsupportedMediaType, fmt.Errorf("unsupported beacon body type %q", mt))
+	}
+	r.Body = io.NopCloser(bytes.NewReader(out))
+	r.ContentLength = int64(len(out))
+	r.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	r.Header.Del("Transfer-Encoding")
+	r.TransferEncoding = nil
+	return nil
+}
+
+// filterEnv applies the beacon actions for one request.
+type filterEnv struct {
+	f         *PrivacyFilter
+	d         *Decision
+	analytics bool
+	ip, ua    string
+	site      string
+	urls      anonymize.URLPolicy
+	pseudonym string
+}
+
+// ID replaces an identifier: with analytics consent, a keyed pseudonym of
+// the consent ID, stable while the consent lasts; without, the daily
+// cookieless hash, unlinkable across days.
+func (e *filterEnv) ID(name, _ string) string {
+	if e.analytics && e.d != nil && !e.d.ID.IsZero() {
+		return e.f.pseudo.Consented(e.site, e.d.ID.String(), name)
+	}
+	v, err := e.f.pseudo.Daily(e.site, e.ip, e.ua, name)
+	if err != nil {
+		e.f.logger.Error("daily visitor hash", zap.Error(err))
+		return ""
+	}
+	return v
+}
+
+func (e *filterEnv) visitor() string {
+	if e.pseudonym == "" {
+		e.pseudonym = e.ID("visitor", "")
+	}
+	return e.pseudonym
+}
+
+func (e *filterEnv) IP(v string) string       { return anonymize.TruncateIPString(v, e.f.IPBytes) }
+func (e *filterEnv) UA(v string) string       { return e.f.ua.Generalize(v).String() }
+func (e *filterEnv) Lang(v string) string     { return primaryLanguage(v) }
+func (e *filterEnv) URL(v string) string      { return e.urls.CleanURL(v) }
+func (e *filterEnv) Referrer(v string) string { return anonymize.Origin(v) }
+func (e *filterEnv) Redact(v string) string   { return anonymize.RedactPII(v) }
+
+// primaryLanguage reduces "de-CH,de;q=0.9,en;q=0.8" to "de".
+func primaryLanguage(al string) string {
+	first, _, _ := strings.Cut(al, ",")
+	first, _, _ = strings.Cut(first, ";")
+	first, _, _ = strings.Cut(strings.TrimSpace(first), "-")
+	first = strings.ToLower(first)
+	if len(first) < 2 || len(first) > 3 {
+		return ""
+	}
+	for i := 0; i < len(first); i++ {
+		if first[i] < 'a' || first[i] > 'z' {
+			return ""
+		}
+	}
+	return first
+}
+
+// pseudonymizer returns the app's keyed pseudonymiser: its key is
+// generated once and kept in the store; daily salts live there too.
+func (a *App) pseudonymizer() (*anonymize.Pseudonymizer, error) {
+	p := a.privacy
+	p.once.Do(func() {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			p.err = err
+			return
+		}
+		stored, err := a.store.PutIfAbsent("pseudo/key", key)
+		if err != nil {
+			p.err = fmt.Errorf("loading pseudonymisation key: %w", err)
+			return
+		}
+		p.pseudo, p.err = anonymize.NewPseudonymizer(stored, anonymize.NewSalts(a.store, a.clock))
+	})
+	return p.pseudo, p.err
+}
+
+func (a *App) clock() time.Time {
+	if a.now != nil {
+		return a.now()
+	}
+	return time.Now()
+}
+
+func parsePrivacyFilter(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	f := new(PrivacyFilter)
+	err := f.UnmarshalCaddyfile(h.Dispenser)
+	return f, err
+}
+
+// UnmarshalCaddyfile sets up the filter from Caddyfile tokens. Syntax:
+//
+//	privacy_filter [<profile>] {
+//		ip_bytes        1|2|3|remove
+//		without_consent anonymize|drop
+//		unknown_fields  drop|keep
+//		field           <name|prefix*|json.path> <action>
+//		deny_params     <name...>
+//	}
+func (f *PrivacyFilter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() {
+		f.Profile = d.Val()
+		if _, ok := beacon.Profiles[f.Profile]; !ok && f.Profile != "generic" {
+			return d.Errf("unknown profile %q", f.Profile)
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "ip_bytes":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if v == "remove" {
+					f.IPBytes = 4
+				} else if n, perr := strconv.Atoi(v); perr == nil && n >= 1 && n <= 3 {
+					f.IPBytes = n
+				} else {
+					return d.Errf("ip_bytes must be 1, 2, 3 or remove, got %q", v)
+				}
+			}
+		case "without_consent":
+			err = enumArg(d, &f.WithoutConsent, "anonymize", "drop")
+		case "unknown_fields":
+			var v string
+			if err = enumArg(d, &v, "drop", "keep"); err == nil {
+				f.KeepUnknown = v == "keep"
+			}
+		case "field":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.ArgErr()
+			}
+			if _, perr := beacon.ParseAction(args[1]); perr != nil {
+				return d.Err(perr.Error())
+			}
+			if f.Fields == nil {
+				f.Fields = make(map[string]string)
+			}
+			f.Fields[args[0]] = args[1]
+		case "deny_params":
+			f.DenyParams = append(f.DenyParams, d.RemainingArgs()...)
+		default:
+			return d.Errf("unrecognized privacy_filter option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*PrivacyFilter)(nil)
+	_ caddy.Validator             = (*PrivacyFilter)(nil)
+	_ caddyhttp.MiddlewareHandler = (*PrivacyFilter)(nil)
+	_ caddyfile.Unmarshaler       = (*PrivacyFilter)(nil)
+	_ beacon.Env                  = (*filterEnv)(nil)
+)
