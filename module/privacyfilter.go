@@ -117,6 +117,12 @@ func (f *PrivacyFilter) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("getting consent app: %w", err)
 	}
 	f.app = appIface.(*App)
+	return f.setup()
+}
+
+// setup is Provision once the app is known.
+func (f *PrivacyFilter) setup() error {
+	var err error
 	if f.Profile == "" {
 		f.Profile = "generic"
 	}

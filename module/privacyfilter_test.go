@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
 	"github.com/consentgate/consentgate/module/internal/geo/geotest"
 )
 
@@ -231,6 +233,50 @@ http://127.0.0.1:{{PORT}} {
 	for _, leak := range []string{"a@b.c", "a%40b.c", "secret", "/path", "203.0.113.9", "537.36"} {
 		if strings.Contains(h.everything(), leak) {
 			t.Errorf("%q reached analytics: %s", leak, h.everything())
+		}
+	}
+}
+
+// newTestFilter sets up a privacy filter on a real store without Caddy.
+func newTestFilter(tb testing.TB, f *PrivacyFilter) *PrivacyFilter {
+	tb.Helper()
+	h := newTestHandler(tb, &Handler{Site: "shop"})
+	f.app = h.app
+	f.logger = h.logger
+	if err := f.setup(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// BenchmarkPrivacyFilterGA4 is the per-beacon cost of a GA4 hit with a
+// warm UA cache: query rewrite, pseudonym, IP truncation, header clean-up.
+func BenchmarkPrivacyFilterGA4(b *testing.B) {
+	benchmarkBeacon(b, &PrivacyFilter{Profile: "ga4"}, "/g/collect?v=2&tid=G-1&cid=123.456&_uip=203.0.113.7&ul=de-de&dl=https%3A%2F%2Fshop.example%2Fp%3Fgclid%3Dx%26page%3D2&dr=https%3A%2F%2Fwww.google.com%2F&dt=Shoes&en=page_view&_s=1")
+}
+
+// BenchmarkPrivacyFilterMatomo is the same for a Matomo hit.
+func BenchmarkPrivacyFilterMatomo(b *testing.B) {
+	benchmarkBeacon(b, &PrivacyFilter{Profile: "matomo"}, "/matomo.php?idsite=1&rec=1&_id=abcdef0123456789&cip=203.0.113.7&url=https%3A%2F%2Fshop.example%2Fp&urlref=https%3A%2F%2Fref.example%2Fx&action_name=Shoes&res=1920x1080&h=12&m=3&s=4")
+}
+
+func benchmarkBeacon(b *testing.B, f *PrivacyFilter, uri string) {
+	f = newTestFilter(b, f)
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	w := &discardWriter{h: http.Header{}}
+	base := httptest.NewRequest(http.MethodGet, "http://shop"+uri, nil)
+	base.Header.Set("User-Agent", chromeUA)
+	base.Header.Set("Accept-Language", "de-DE,de;q=0.9")
+	base.Header.Set("Cookie", "_ga=GA1.1.1.2")
+	f.ua.Generalize(chromeUA) // warm the cache
+	b.ReportAllocs()
+	for b.Loop() {
+		r := withCaddyContext(base.Clone(base.Context()))
+		if err := f.ServeHTTP(w, r, next); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -165,40 +165,68 @@ type Stats struct {
 	Dropped, Pseudonymised, Changed int
 }
 
-// RewriteQuery rewrites a URL query (or a form body) field by field. It
-// parses strictly: invalid percent-encoding is an error, never a
+// RewriteQuery rewrites a URL query (or a form body) field by field,
+// keeping the fields' order. It parses strictly: invalid percent-encoding,
+// semicolons and control characters in names are errors, never a
 // pass-through.
 func (f Fields) RewriteQuery(raw string, env Env) (string, Stats, error) {
 	var st Stats
-	vals, err := url.ParseQuery(raw)
-	if err != nil {
-		return "", st, fmt.Errorf("malformed query: %w", err)
-	}
-	for name := range vals {
+	var b strings.Builder
+	b.Grow(len(raw))
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" {
+			continue
+		}
+		if strings.IndexByte(pair, ';') >= 0 {
+			return "", st, fmt.Errorf("malformed query: semicolon in %q", truncate(pair))
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			return "", st, fmt.Errorf("malformed query: %w", err)
+		}
+		value, err := url.QueryUnescape(v)
+		if err != nil {
+			return "", st, fmt.Errorf("malformed query: %w", err)
+		}
 		for i := 0; i < len(name); i++ {
 			if name[i] < 0x20 || name[i] == 0x7f {
-				return "", st, fmt.Errorf("malformed query: control character in field name %q", name)
+				return "", st, fmt.Errorf("malformed query: control character in field name %q", truncate(name))
 			}
 		}
-	}
-	out := make(url.Values, len(vals))
-	for name, vs := range vals {
 		a := f.Action(name)
-		for _, v := range vs {
-			nv := Apply(a, name, v, env)
-			switch {
-			case nv == "":
-				st.Dropped++
-				continue
-			case a == ID:
-				st.Pseudonymised++
-			case nv != v:
-				st.Changed++
-			}
-			out.Add(name, nv)
+		nv := Apply(a, name, value, env)
+		switch {
+		case nv == "":
+			st.Dropped++
+			continue
+		case a == ID:
+			st.Pseudonymised++
+		case nv != value:
+			st.Changed++
 		}
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		if nv == value && a == Keep {
+			// Unchanged: keep the sender's own encoding.
+			b.WriteString(pair)
+			continue
+		}
+		b.WriteString(url.QueryEscape(name))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(nv))
 	}
-	return out.Encode(), st, nil
+	return b.String(), st, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
 }
 
 // MaxJSONDepth bounds nesting in JSON bodies.
