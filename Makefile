@@ -40,6 +40,10 @@ fuzz:
 		./module/internal/htmlrewrite:FuzzRewrite:200000 \
 		./module/internal/beacon:FuzzRewriteQuery:200000 \
 		./module/internal/beacon:FuzzRewriteJSON:200000 \
+		./module/internal/anonymize:FuzzCleanURL:100000 \
+		./module/internal/anonymize:FuzzRedactPII:100000 \
+		./module/internal/anonymize:FuzzTruncateIPString:100000 \
+		./module/internal/ua:FuzzGeneralize:3000 \
 		./module:FuzzConsentAPI:1000 \
 		; do pkg=$${spec%%:*}; rest=$${spec#*:}; fn=$${rest%%:*}; n=$${rest##*:}; \
 		echo "fuzz $$pkg $$fn $$((n * $(FUZZSCALE))) inputs"; \

@@ -52,7 +52,8 @@ func (i Info) String() string {
 // Options configures a Generalizer. The zero value gives the defaults.
 //
 // MissBudget is a token bucket holding up to one second's worth of parses,
-// read from Now. A parse costs one token, plus one more for every full 2 ms
+// read from Now, shared by every goroutine using the Generalizer (keep one
+// Generalizer per process to make it a process-wide bound). A parse costs one token, plus one more for every full 2 ms
 // it took (measured with Now), because parse time depends on the input: a
 // crafted 512-byte User-Agent can take ten times as long as a real one. So
 // the default bounds uap-go to roughly 200 typical parses, or about 0.4 s of
@@ -61,7 +62,7 @@ func (i Info) String() string {
 type Options struct {
 	CacheSize  int              // entries in the LRU cache of parse results; default 10000; < 0 disables the cache
 	MaxLen     int              // UAs longer than this are not parsed (coarse answer); default 512
-	MissBudget int              // full parses allowed per second across the process; default 200; 0 = default; < 0 = unlimited (see below)
+	MissBudget int              // full parses allowed per second across the process; default 200; 0 = default; < 0 = unlimited; see above
 	Now        func() time.Time // injected clock for the budget; default time.Now
 }
 

@@ -654,9 +654,12 @@ func BenchmarkGeneralizeMissCrafted(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		buf = strconv.AppendInt(append(buf[:0], crafted[i%len(crafted)]...), int64(i), 10)
+		buf = append(strconv.AppendInt(buf[:0], int64(i), 10), crafted[i%len(crafted)]...)
 		g.Generalize(string(buf[:defaultMaxLen]))
 		i++
+	}
+	if _, misses, _ := g.Stats(); misses != uint64(i) {
+		b.Fatalf("misses = %d after %d unique UAs", misses, i)
 	}
 }
 
