@@ -362,20 +362,7 @@ func (s *Store) Put(key string, value []byte) error {
 // value that is stored afterwards. It is how concurrent first starts agree
 // on one generated secret.
 func (s *Store) PutIfAbsent(key string, value []byte) ([]byte, error) {
-	var out []byte
-	err := s.db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(key))
-		if err == nil {
-			out, err = item.ValueCopy(nil)
-			return err
-		}
-		if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
-		}
-		out = value
-		return txn.Set([]byte(key), value)
-	})
-	return out, err
+	return s.GetOrCreate(key, value, 0)
 }
 
 // Scan calls fn for every key and value under prefix.
