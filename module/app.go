@@ -121,6 +121,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.keys, err = a.loadKeys(); err != nil {
 		return err
 	}
+	if p, err := a.pseudonymizer(); err == nil {
+		logPseudonymizer.Store(p)
+	}
 
 	if a.GeoIP != "" {
 		if a.geo, err = geo.Open(a.GeoIP); err != nil {

@@ -124,7 +124,7 @@ func TestBinaryModulesAndVersion(t *testing.T) {
 		t.Fatalf("list-modules: %v\n%s", err, out)
 	}
 	lines := strings.Split(string(out), "\n")
-	for _, want := range []string{"consent", "http.handlers.consent", "http.matchers.consent", "http.handlers.privacy_filter", "http.handlers.reverse_proxy"} {
+	for _, want := range []string{"consent", "http.handlers.consent", "http.matchers.consent", "http.handlers.privacy_filter", "caddy.logging.encoders.filter.pseudonymize", "http.handlers.reverse_proxy"} {
 		found := false
 		for _, l := range lines {
 			found = found || strings.TrimSpace(l) == want

@@ -2,6 +2,7 @@ package consentgate
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -370,4 +371,9 @@ func caddyHandler(t testing.TB, g *gateway) *Handler {
 		t.Fatal(err)
 	}
 	return h
+}
+
+func caddyCtxForTest() caddy.Context {
+	ctx, _ := caddy.NewContext(caddy.Context{Context: context.Background()})
+	return ctx
 }
