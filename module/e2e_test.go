@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,12 +242,15 @@ func TestDemoCaddyfile(t *testing.T) {
 	}
 	dir := t.TempDir()
 	admin := fmt.Sprintf("localhost:%d", freePort(t))
-	site, backend := freePort(t), freePort(t)
+	site, backend, collector := freePort(t), freePort(t), freePort(t)
 	cfg := strings.NewReplacer(
 		"localhost:2019", admin,
 		"localhost:8080", fmt.Sprintf("localhost:%d", site),
 		"127.0.0.1:8081", fmt.Sprintf("127.0.0.1:%d", backend),
 		":8081", fmt.Sprintf(":%d", backend),
+		"127.0.0.1:8082", fmt.Sprintf("127.0.0.1:%d", collector),
+		":8082", fmt.Sprintf(":%d", collector),
+		"./.demo-data/collector.log", filepath.Join(dir, "collector.log"),
 		"./.demo-data", filepath.Join(dir, "demo-data"),
 		"static/demo", mustAbs(t, "../static/demo"),
 	).Replace(string(demo))
@@ -269,8 +273,13 @@ func TestDemoCaddyfile(t *testing.T) {
 	if got := setCookieNames(c.get(base + "/").header); strings.Join(got, ",") != "_fbp,_ga,session" {
 		t.Fatalf("after consent the browser got %v", got)
 	}
-	if r := c.get(base + "/collect"); r.body != "counted" {
-		t.Fatalf("demo analytics route: %q", r.body)
+	if r := c.get(base + "/consented"); r.body != "analytics granted" {
+		t.Fatalf("demo consent route: %q", r.body)
+	}
+	// The stand-in collector shows what analytics received: filtered.
+	r = c.get(base+"/collect/g/collect?v=2&tid=G-DEMO&cid=123.456&dl="+url.QueryEscape("http://localhost/checkout?email=jane%40example.com&step=2"), "User-Agent", chromeUA, "Cookie", "session=s")
+	if !strings.Contains(r.body, "analytics received") || strings.Contains(r.body, "123.456") || strings.Contains(r.body, "jane") || strings.Contains(r.body, "537.36") || strings.Contains(r.body, "session=") {
+		t.Fatalf("demo collector got: %s", r.body)
 	}
 }
 
