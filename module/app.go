@@ -58,6 +58,13 @@ type App struct {
 	// reopened. Default: 1m.
 	GeoIPReload caddy.Duration `json:"geoip_reload,omitempty"`
 
+	// PseudonymKeyFile holds the key of the analytics pseudonyms (base64 of
+	// at least 32 random bytes, as `head -c 32 /dev/urandom | base64`
+	// writes), so every node of a fleet gives a consenting visitor the same
+	// pseudonym. Default: a key generated on first use and kept in the
+	// store. Daily salts always stay in each node's store.
+	PseudonymKeyFile string `json:"pseudonym_key_file,omitempty"`
+
 	// Retention is how long consent records are kept before they expire.
 	// Default: 7 years (61320h).
 	Retention caddy.Duration `json:"retention,omitempty"`
@@ -121,9 +128,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.keys, err = a.loadKeys(); err != nil {
 		return err
 	}
-	if p, err := a.pseudonymizer(); err == nil {
-		logPseudonymizer.Store(p)
+	p, err := a.pseudonymizer()
+	if err != nil {
+		return err
 	}
+	logPseudonymizer.Store(p)
 
 	if a.GeoIP != "" {
 		if a.geo, err = geo.Open(a.GeoIP); err != nil {

@@ -28,6 +28,7 @@ func init() {
 //		geoip        <path>
 //		geoip_reload <duration>
 //		retention    <duration>
+//		pseudonym_key_file <path>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -56,6 +57,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &a.GeoIPReload)
 		case "retention":
 			err = durationArg(d, &a.Retention)
+		case "pseudonym_key_file":
+			err = oneArg(d, &a.PseudonymKeyFile)
 		default:
 			return d.Errf("unrecognized consent option %q", d.Val())
 		}

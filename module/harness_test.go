@@ -377,3 +377,5 @@ func caddyCtxForTest() caddy.Context {
 	ctx, _ := caddy.NewContext(caddy.Context{Context: context.Background()})
 	return ctx
 }
+
+func caddyLoad(cfg []byte) error { return caddy.Load(cfg, true) }

@@ -3,6 +3,7 @@ package consentgate
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,11 +224,7 @@ func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	for _, h := range ipHeaders {
 		r.Header.Del(h)
 	}
-	for k := range r.Header {
-		if strings.HasPrefix(k, "Sec-Ch-Ua") {
-			r.Header.Del(k)
-		}
-	}
+	f.reduceClientHints(r.Header)
 	info := f.ua.Generalize(userAgent)
 	r.Header.Set("User-Agent", info.String())
 	if al := r.Header.Get("Accept-Language"); al != "" {
@@ -260,6 +258,35 @@ func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 		repl.Set("http.privacy.visitor", env.visitor())
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// reduceClientHints keeps only what a generalised UA says: the browser
+// brand and major version, the platform and the mobile flag; the full
+// version list, model, platform version, architecture and bitness go.
+func (f *PrivacyFilter) reduceClientHints(h http.Header) {
+	brands, platform, mobile := h.Get("Sec-Ch-Ua"), h.Get("Sec-Ch-Ua-Platform"), h.Get("Sec-Ch-Ua-Mobile")
+	for k := range h {
+		if strings.HasPrefix(k, "Sec-Ch-Ua") {
+			h.Del(k)
+		}
+	}
+	if brands == "" && platform == "" {
+		return
+	}
+	info, ok := ua.FromClientHints(brands, platform, mobile)
+	if ok {
+		h.Set("Sec-Ch-Ua", strconv.Quote(info.Family)+`;v="`+info.Major+`"`)
+	}
+	if info.OS != "" && info.OS != "Other" {
+		h.Set("Sec-Ch-Ua-Platform", strconv.Quote(info.OS))
+	}
+	if mobile != "" {
+		if info.Device == "mobile" {
+			h.Set("Sec-Ch-Ua-Mobile", "?1")
+		} else {
+			h.Set("Sec-Ch-Ua-Mobile", "?0")
+		}
+	}
 }
 
 func truncatedOr(ip string, n int) string {
@@ -417,17 +444,34 @@ func primaryLanguage(al string) string {
 func (a *App) pseudonymizer() (*anonymize.Pseudonymizer, error) {
 	p := a.privacy
 	p.once.Do(func() {
-		key := make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			p.err = err
-			return
+		var key []byte
+		if a.PseudonymKeyFile != "" {
+			data, err := os.ReadFile(a.PseudonymKeyFile)
+			if err != nil {
+				p.err = fmt.Errorf("reading pseudonym key file: %w", err)
+				return
+			}
+			if key, err = base64.StdEncoding.DecodeString(strings.TrimSpace(string(data))); err != nil {
+				p.err = fmt.Errorf("pseudonym key file %s: want base64: %w", a.PseudonymKeyFile, err)
+				return
+			}
+		} else {
+			key = make([]byte, 32)
+			if _, err := rand.Read(key); err != nil {
+				p.err = err
+				return
+			}
+			stored, err := a.store.PutIfAbsent("pseudo/key", key)
+			if err != nil {
+				p.err = fmt.Errorf("loading pseudonymisation key: %w", err)
+				return
+			}
+			key = stored
 		}
-		stored, err := a.store.PutIfAbsent("pseudo/key", key)
-		if err != nil {
-			p.err = fmt.Errorf("loading pseudonymisation key: %w", err)
-			return
+		p.pseudo, p.err = anonymize.NewPseudonymizer(key, anonymize.NewSalts(a.store, a.clock))
+		if p.err != nil {
+			p.err = fmt.Errorf("pseudonym key: %w", p.err)
 		}
-		p.pseudo, p.err = anonymize.NewPseudonymizer(stored, anonymize.NewSalts(a.store, a.clock))
 	})
 	return p.pseudo, p.err
 }

@@ -1,11 +1,14 @@
 package consentgate
 
 import (
+	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -109,7 +112,9 @@ func TestPrivacyFilterGA4(t *testing.T) {
 				"User-Agent", chromeUA, "X-Forwarded-For", "203.0.113.77", "X-Real-IP", "203.0.113.77", "Forwarded", "for=203.0.113.77",
 				"CF-Connecting-IP", "203.0.113.77", "Cookie", "_ga=GA1.1.1234567890.1700000000; session=abc",
 				"Referer", "https://shop.example/private/page?token=secret", "Accept-Language", "de-DE,de;q=0.9,en;q=0.8",
-				"Sec-CH-UA-Full-Version-List", `"Chromium";v="124.0.6367.91"`)
+				"Sec-CH-UA-Full-Version-List", `"Chromium";v="124.0.6367.91"`,
+				"Sec-CH-UA", `"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"`,
+				"Sec-CH-UA-Platform", `"Windows"`, "Sec-CH-UA-Mobile", "?0", "Sec-CH-UA-Model", `"Pixel 8"`)
 			if r.status != http.StatusNoContent {
 				t.Fatalf("beacon: %d %s", r.status, r.body)
 			}
@@ -135,6 +140,9 @@ func TestPrivacyFilterGA4(t *testing.T) {
 			}
 			if ua := h.header.Get("User-Agent"); !strings.Contains(ua, "Chrome") || strings.Contains(ua, "537.36") {
 				t.Errorf("User-Agent = %q", ua)
+			}
+			if got := h.header.Get("Sec-Ch-Ua"); got != `"Chrome";v="124"` || h.header.Get("Sec-Ch-Ua-Platform") != `"Windows"` || h.header.Get("Sec-Ch-Ua-Model") != "" {
+				t.Errorf("client hints: %q %q %q", got, h.header.Get("Sec-Ch-Ua-Platform"), h.header.Get("Sec-Ch-Ua-Model"))
 			}
 			if xff := h.header.Get("X-Forwarded-For"); xff != "203.0.0.0" {
 				t.Errorf("X-Forwarded-For = %q", xff)
@@ -279,4 +287,67 @@ func benchmarkBeacon(b *testing.B, f *PrivacyFilter, uri string) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestPseudonymKeyFileSharedByNodes(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "pseudonym.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	col := newCollector(t)
+	site := globalOpts + `
+http://127.0.0.1:{{PORT}} {
+	consent {
+		site shop
+	}
+	privacy_filter ga4
+	reverse_proxy {{UPSTREAM}}
+}
+`
+	g := startGateway(t, site, map[string]string{"UPSTREAM": col.Listener.Addr().String(), "GLOBAL": "pseudonym_key_file " + keyFile})
+	c := newClient(t)
+	c.postJSON(g.url("/_consent/state"), `{"granted":["analytics"]}`)
+	cid := func() string {
+		c.get(g.url("/g/collect?v=2&cid=1.2&en=x"))
+		q, _ := url.ParseQuery(col.last(t).uri[strings.IndexByte(col.last(t).uri, '?')+1:])
+		return q.Get("cid")
+	}
+	first := cid()
+	// The pseudonym is the key file's: another node with its own store and
+	// the same key file gives the same consent ID the same pseudonym.
+	p, err := g.app().pseudonymizer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := c.get(g.url("/_consent/state")).json(t)
+	want := p.Consented("shop", st.ID, "cid")
+	if first != want {
+		t.Fatalf("pseudonym %q, want %q", first, want)
+	}
+	if err := caddy_Stop(); err != nil {
+		t.Fatal(err)
+	}
+	g.storage = filepath.Join(dir, "node2")
+	g.load(site)
+	p2, err := g.app().pseudonymizer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Consented("shop", st.ID, "cid") != first {
+		t.Fatal("a node with the same key file gives another pseudonym")
+	}
+	if err := os.WriteFile(keyFile, []byte("too short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy_Stop(); err != nil {
+		t.Fatal(err)
+	}
+	g.storage = filepath.Join(dir, "node3")
+	cfg := adapt(t, g.render(site))
+	if err := caddyLoad(cfg); err == nil || !strings.Contains(err.Error(), "pseudonym key") {
+		t.Fatalf("bad key file: %v", err)
+	}
+	g.vars["GLOBAL"] = ""
+	g.load(globalOpts + "\nhttp://127.0.0.1:{{PORT}} {\n\trespond ok\n}\n")
 }
