@@ -55,6 +55,7 @@ bench: build
 	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 1
 	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 16 -rounds 10 -duration 2s
 	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 16 -rounds 6 -duration 2s -html-size 51200
+	$(GO) run ./cmd/cgbench -bin $(BIN) -concurrency 16 -rounds 6 -duration 2s -beacon
 
 clean:
 	rm -rf bin

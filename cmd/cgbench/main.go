@@ -45,6 +45,7 @@ const (
 	stopGrace    = 5 * time.Second  // SIGINT -> SIGKILL delay
 	tokenCookie  = "cg_consent"
 	requestPath  = "/page?x=1"
+	beaconPath   = "/g/collect?v=2&tid=G-BENCH&cid=1234567890.1700000000&_uip=203.0.113.7&ul=de-de&dl=https%3A%2F%2Fshop.example%2Fp%3Fgclid%3Dx%26page%3D2&dr=https%3A%2F%2Fwww.google.com%2F&dt=Shoes&en=page_view&_s=1"
 
 	userAgent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
 	accept    = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8"
@@ -65,6 +66,7 @@ type options struct {
 	jsonOut     bool
 	noConsent   bool
 	htmlSize    int
+	beacon      bool
 }
 
 // hiddenFlags are accepted but not listed by -h.
@@ -81,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up per variant before the first round")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (Caddyfile, caddy.log, storage) and print its path")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the results as JSON on stdout instead of the table")
+	fs.BoolVar(&o.beacon, "beacon", false, "send GA4 beacons (/g/collect) and put privacy_filter ga4 in front of the proxy in the consent variant")
 	fs.IntVar(&o.htmlSize, "html-size", 0, "serve an HTML page of about this many bytes with tracker tags (0: a small text/plain body)")
 	fs.BoolVar(&o.noConsent, "no-consent", false, "drop the consent lines from the Caddyfile (A/A run against plain Caddy)")
 	fs.Usage = func() {
@@ -183,7 +186,7 @@ func run(ctx context.Context, o *options) (err error) {
 	adminPort, plainPort, consentPort := ports[0], ports[1], ports[2]
 
 	cfgPath := filepath.Join(tmp, "Caddyfile")
-	cf := caddyfile(adminPort, plainPort, consentPort, upPort, filepath.Join(tmp, "store"), !o.noConsent)
+	cf := caddyfile(adminPort, plainPort, consentPort, upPort, filepath.Join(tmp, "store"), !o.noConsent, o.beacon)
 	if err := os.WriteFile(cfgPath, []byte(cf), 0o600); err != nil {
 		return err
 	}
@@ -255,8 +258,12 @@ func run(ctx context.Context, o *options) (err error) {
 		}
 	}
 
-	plain := newVariant(ctx, "plain", plainURL+requestPath, hdr, o.concurrency)
-	consent := newVariant(ctx, "consent", consentURL+requestPath, hdr, o.concurrency)
+	path := requestPath
+	if o.beacon {
+		path = beaconPath
+	}
+	plain := newVariant(ctx, "plain", plainURL+path, hdr, o.concurrency)
+	consent := newVariant(ctx, "consent", consentURL+path, hdr, o.concurrency)
 	defer plain.close()
 	defer consent.close()
 
@@ -370,7 +377,7 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func caddyfile(admin, plain, consent, upstream int, store string, withConsent bool) string {
+func caddyfile(admin, plain, consent, upstream int, store string, withConsent, beacon bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n", admin)
 	b.WriteString("\tlog {\n\t\tlevel ERROR\n\t}\n")
@@ -382,6 +389,9 @@ func caddyfile(admin, plain, consent, upstream int, store string, withConsent bo
 	fmt.Fprintf(&b, "http://127.0.0.1:%d {\n", consent)
 	if withConsent {
 		b.WriteString("\tconsent\n")
+		if beacon {
+			b.WriteString("\tprivacy_filter ga4\n")
+		}
 	}
 	fmt.Fprintf(&b, "\treverse_proxy 127.0.0.1:%d\n}\n", upstream)
 	return b.String()

@@ -233,7 +233,7 @@ func TestWriteTable(t *testing.T) {
 }
 
 func TestCaddyfile(t *testing.T) {
-	with := caddyfile(1, 2, 3, 4, "/tmp/a b/store", true)
+	with := caddyfile(1, 2, 3, 4, "/tmp/a b/store", true, false)
 	for _, want := range []string{
 		"admin 127.0.0.1:1", "persist_config off", "auto_https off", "level ERROR",
 		"storage \"/tmp/a b/store\"", "http://127.0.0.1:2 {\n\treverse_proxy 127.0.0.1:4\n}",
@@ -243,7 +243,7 @@ func TestCaddyfile(t *testing.T) {
 			t.Errorf("Caddyfile lacks %q:\n%s", want, with)
 		}
 	}
-	without := caddyfile(1, 2, 3, 4, "/s", false)
+	without := caddyfile(1, 2, 3, 4, "/s", false, false)
 	if strings.Contains(without, "consent") {
 		t.Errorf("-no-consent Caddyfile mentions consent:\n%s", without)
 	}
