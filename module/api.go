@@ -281,12 +281,14 @@ func truncate(s string, n int) string {
 // signed cookie. Nothing is answered to the client before the record is on
 // disk.
 func (h *Handler) commit(r *http.Request, d *Decision, granted policy.Set, method string, flags byte) (*Decision, *http.Cookie, error) {
-	return h.commitAt(r, d, granted, method, flags, time.Time{})
+	return h.commitAt(r, d, granted, method, flags, time.Time{}, h.PolicyVersion)
 }
 
 // commitAt is commit with the issue time of the new token given (zero for
 // now): a revision the visitor did not make must not extend the decision.
-func (h *Handler) commitAt(r *http.Request, d *Decision, granted policy.Set, method string, flags byte, issued time.Time) (*Decision, *http.Cookie, error) {
+// The policy version is the one the visitor decided under: a revision by
+// signal keeps the decision's own version.
+func (h *Handler) commitAt(r *http.Request, d *Decision, granted policy.Set, method string, flags byte, issued time.Time, policyVersion string) (*Decision, *http.Cookie, error) {
 	id := d.ID
 	if !d.Decided {
 		id = d.previous
@@ -307,10 +309,10 @@ func (h *Handler) commitAt(r *http.Request, d *Decision, granted policy.Set, met
 	nd := &Decision{
 		ID: id, Decided: true, Granted: granted, Regime: d.Regime, Country: d.Country,
 		GPC: d.GPC, DNT: d.DNT, Issued: issued, Expires: issued.Add(time.Duration(h.Lifetime)),
-		PolicyVersion: h.PolicyVersion, flags: flags, site: h.site, SiteID: d.SiteID,
+		PolicyVersion: policyVersion, flags: flags, site: h.site, SiteID: d.SiteID,
 	}
 	rec := store.Record{
-		Site: d.SiteID, ID: id.String(), Time: now, PolicyVersion: h.PolicyVersion,
+		Site: d.SiteID, ID: id.String(), Time: now, PolicyVersion: policyVersion,
 		Granted: nd.GrantedNames(), Denied: nd.DeniedNames(), Method: method,
 		Regime: d.Regime, GPC: d.GPC, DNT: d.DNT, Country: d.Country,
 		IP: truncateIP(clientIP(r)),
@@ -321,7 +323,7 @@ func (h *Handler) commitAt(r *http.Request, d *Decision, granted policy.Set, met
 	}
 	h.app.metrics.decisions.WithLabelValues(h.label, method).Inc()
 	text, err := token.Encode(h.app.keys.Signing(), d.SiteID, token.Claims{
-		Flags: flags, ID: id, Issued: issued, Policy: h.PolicyVersion, Granted: rec.Granted,
+		Flags: flags, ID: id, Issued: issued, Policy: policyVersion, Granted: rec.Granted,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -449,7 +451,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // recordSignal records that a GPC/DNT signal newly refused categories the
 // visitor had granted, and reissues the token so it is recorded once.
 func (h *Handler) recordSignal(r *http.Request, d *Decision, rw *responseWriter, appToken bool) {
-	_, cookie, err := h.commitAt(r, d, d.Granted, MethodGPC, d.flags, d.Issued)
+	_, cookie, err := h.commitAt(r, d, d.Granted, MethodGPC, d.flags, d.Issued, d.PolicyVersion)
 	if err != nil {
 		return // the signal is still applied to this request
 	}

@@ -374,6 +374,15 @@ func (rw *responseWriter) startHTML() {
 	go func() {
 		var src io.Reader = pr
 		var err error
+		defer func() {
+			// The rewriter runs outside Caddy's per-request recovery: a
+			// panic must end this response, not the process.
+			if p := recover(); p != nil {
+				err = fmt.Errorf("html rewriter panic: %v", p)
+				pr.CloseWithError(err)
+				s.done <- err
+			}
+		}()
 		if decodeGzip {
 			var zr *gzip.Reader
 			if zr, err = gzip.NewReader(pr); err == nil {
@@ -399,15 +408,32 @@ func (rw *responseWriter) startHTML() {
 	rw.html = s
 }
 
-// finish ends a rewritten body and waits for the rewriter.
-func (rw *responseWriter) finish() error {
+// errAborted ends a rewrite whose handler gave up mid-body.
+var errAborted = errors.New("response aborted")
+
+// abortHTML stops a rewriter still waiting for body (after a panic).
+func (rw *responseWriter) abortHTML() {
+	if s := rw.html; s != nil {
+		s.pw.CloseWithError(errAborted)
+		<-s.done
+		rw.html = nil
+	}
+}
+
+// finish ends a rewritten body and waits for the rewriter; a body cut short
+// by an error is not finished as if it were whole.
+func (rw *responseWriter) finish(handlerErr error) error {
 	if rw.html == nil {
 		return nil
 	}
-	rw.html.pw.Close()
+	if handlerErr != nil {
+		rw.html.pw.CloseWithError(errAborted)
+	} else {
+		rw.html.pw.Close()
+	}
 	err := <-rw.html.done
 	rw.html = nil
-	if err != nil && !errors.Is(err, io.ErrClosedPipe) {
+	if err != nil && !errors.Is(err, io.ErrClosedPipe) && !errors.Is(err, errAborted) {
 		return fmt.Errorf("rewriting html: %w", err)
 	}
 	return nil

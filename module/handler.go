@@ -403,10 +403,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		r.Header.Del("If-Modified-Since")
 	}
 	appToken := r.Header.Get(TokenHeader) != ""
-	if appToken {
-		// Like the consent cookie, the app's token is the gateway's alone.
-		r.Header.Del(TokenHeader)
-	}
+	// Like the consent cookie, the app's token is the gateway's alone.
+	r.Header.Del(TokenHeader)
 	rw := &st.writer
 	*rw = responseWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, d: d, r: r}
 	if d.gpcRevoked {
@@ -415,8 +413,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if r.URL.Path == "/.well-known/gpc.json" && (h.GPCJSON == nil || *h.GPCJSON) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		return h.serveGPCJSON(rw, r, next)
 	}
+	// If next panics (reverse_proxy aborts a broken copy with
+	// http.ErrAbortHandler), the rewriter must not wait for more body.
+	defer rw.abortHTML()
 	err := next.ServeHTTP(rw, r)
-	if ferr := rw.finish(); err == nil {
+	if ferr := rw.finish(err); err == nil {
 		err = ferr
 	}
 	return err

@@ -152,6 +152,11 @@ func (f PseudonymizeFilter) apply(v string) string {
 			if b.Len() > 0 {
 				b.WriteString("; ")
 			}
+			if !strings.Contains(p.Raw, "=") {
+				// A cookie without '=' is all value (document.cookie="s3cr3t").
+				b.WriteString(currentLogPseudonymizer().Consented("log", p.Raw, "cookie")[:16])
+				continue
+			}
 			b.WriteString(p.Name)
 			b.WriteByte('=')
 			b.WriteString(currentLogPseudonymizer().Consented("log", p.Value, "cookie:"+p.Name)[:16])

@@ -187,8 +187,17 @@ func (f *PrivacyFilter) Validate() error {
 	return nil
 }
 
-// ipHeaders carry a client address and never reach analytics as sent.
-var ipHeaders = []string{"X-Forwarded-For", "X-Real-Ip", "Forwarded", "True-Client-Ip", "Cf-Connecting-Ip", "Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip", "Fastly-Client-Ip"}
+// dropHeaders never reach analytics: client addresses, cache validators
+// (an ETag works like a cookie) and device hints that add fingerprinting
+// detail. Sec-CH-UA hints are reduced separately.
+var dropHeaders = []string{
+	"X-Forwarded-For", "X-Real-Ip", "Forwarded", "True-Client-Ip", "Cf-Connecting-Ip", "Client-Ip",
+	"X-Client-Ip", "X-Cluster-Client-Ip", "Fastly-Client-Ip",
+	"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range",
+	"Device-Memory", "Dpr", "Viewport-Width", "Width", "Downlink", "Rtt", "Ect", "Save-Data",
+	"Sec-Ch-Dpr", "Sec-Ch-Viewport-Width", "Sec-Ch-Viewport-Height", "Sec-Ch-Width", "Sec-Ch-Device-Memory",
+	"Sec-Ch-Prefers-Color-Scheme", "Sec-Ch-Prefers-Reduced-Motion", "Sec-Ch-Prefers-Reduced-Transparency",
+}
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -205,12 +214,17 @@ func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	env.urls.KeepClickIDs = d.Has("marketing")
 
 	// The query, then the body.
-	if r.URL.RawQuery != "" && f.profile.Query.Known() {
-		q, _, err := f.profile.Query.RewriteQuery(r.URL.RawQuery, env)
-		if err != nil {
-			return caddyhttp.Error(http.StatusBadRequest, err)
+	if r.URL.RawQuery != "" {
+		q := ""
+		// A profile that takes no query (JSON-only formats) sends none.
+		if f.profile.Query.Known() {
+			var err error
+			if q, _, err = f.profile.Query.RewriteQuery(r.URL.RawQuery, env); err != nil {
+				return caddyhttp.Error(http.StatusBadRequest, err)
+			}
 		}
 		r.URL.RawQuery = q
+		r.URL.ForceQuery = false
 		r.RequestURI = r.URL.RequestURI()
 	}
 	if err := f.rewriteBody(r, env); err != nil {
@@ -221,7 +235,7 @@ func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	// primary language, the referrer's origin, and the coarse location.
 	country, region := f.location(r, d, ip)
 	r.Header.Del("Cookie")
-	for _, h := range ipHeaders {
+	for _, h := range dropHeaders {
 		r.Header.Del(h)
 	}
 	f.reduceClientHints(r.Header)
@@ -257,7 +271,29 @@ func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 		repl.Set("http.geo.region", region)
 		repl.Set("http.privacy.visitor", env.visitor())
 	}
-	return next.ServeHTTP(w, r)
+	return next.ServeHTTP(&noCookieWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}, r)
+}
+
+// noCookieWriter drops Set-Cookie from analytics answers: the collector
+// must not set identifiers in the visitor's browser through the gateway.
+type noCookieWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	wrote bool
+}
+
+func (w *noCookieWriter) WriteHeader(status int) {
+	if !w.wrote {
+		w.Header().Del("Set-Cookie")
+		w.wrote = status >= 200
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *noCookieWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
 }
 
 // reduceClientHints keeps only what a generalised UA says: the browser

@@ -231,14 +231,17 @@ http://127.0.0.1:{{PORT}} {
 	reverse_proxy {{UPSTREAM}}
 }
 `, map[string]string{"UPSTREAM": col.Listener.Addr().String(), "GLOBAL": ""})
-	r := newClient(t).do(http.MethodPost, g.url("/api/event"), "application/json",
+	r := newClient(t).do(http.MethodPost, g.url("/api/event?uid=42&mail=alice%40x.com"), "application/json",
 		`{"n":"pageview","u":"https://site.example/?email=a%40b.c&q=secret","d":"site.example","r":"https://ref.example/path","p":{"who":"a@b.c"}}`,
 		"User-Agent", chromeUA, "X-Forwarded-For", "203.0.113.9")
 	if r.status != http.StatusNoContent {
 		t.Fatalf("plausible: %d %s", r.status, r.body)
 	}
 	h := col.last(t)
-	for _, leak := range []string{"a@b.c", "a%40b.c", "secret", "/path", "203.0.113.9", "537.36"} {
+	if h.uri != "/api/event" {
+		t.Errorf("a JSON-only profile forwarded a query: %s", h.uri)
+	}
+	for _, leak := range []string{"a@b.c", "a%40b.c", "secret", "/path", "203.0.113.9", "537.36", "alice"} {
 		if strings.Contains(h.everything(), leak) {
 			t.Errorf("%q reached analytics: %s", leak, h.everything())
 		}

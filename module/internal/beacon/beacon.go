@@ -280,6 +280,11 @@ func (j JSONRules) walk(v any, path string, depth int, env Env, st *Stats) (any,
 		}
 		out := make(map[string]any, len(x))
 		for k, child := range x {
+			if k == "" || strings.ContainsAny(k, ".[]*") {
+				// Such a key could pose as another path ("events[].name").
+				st.Dropped++
+				continue
+			}
 			p := k
 			if path != "" {
 				p = path + "." + k
@@ -323,7 +328,15 @@ func (j JSONRules) walk(v any, path string, depth int, env Env, st *Stats) (any,
 		}
 		return nv, true, nil
 	case json.Number, bool, nil:
-		if a == Keep || a == Redact {
+		if a == Keep {
+			return x, true, nil
+		}
+		if a == Redact {
+			// A long number may be a phone or card number.
+			if n, ok := x.(json.Number); ok && env.Redact(n.String()) != n.String() {
+				st.Dropped++
+				return nil, false, nil
+			}
 			return x, true, nil
 		}
 		if a == ID && x != nil {

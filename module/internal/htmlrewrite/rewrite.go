@@ -59,6 +59,7 @@ type rewriter struct {
 	err   error
 
 	lang     string
+	nested   bool // rewriting the content of a <noscript>: no deeper
 	sawHTML  bool // a document, not a fragment: <html>, <head> or <body> seen
 	injected bool
 	// pendingEmbed is the placeholder to write after the current </iframe>.
@@ -170,6 +171,11 @@ func (rw *rewriter) startTag(tt html.TokenType) {
 		rw.img(raw, hasAttr)
 	case atom.Noscript:
 		rw.write(raw)
+		if rw.nested {
+			// Browsers do not nest noscript; pass deeper levels through
+			// rather than recurse (bounded cost on hostile input).
+			return
+		}
 		rw.noscript()
 	default:
 		rw.write(raw)
@@ -236,7 +242,8 @@ func (rw *rewriter) refused(list string) bool {
 }
 
 func (rw *rewriter) classifyURL(raw string) (Classification, bool) {
-	raw = strings.TrimSpace(raw)
+	// Browsers treat backslashes in http(s) URLs as slashes.
+	raw = strings.ReplaceAll(strings.TrimSpace(raw), `\`, "/")
 	if strings.HasPrefix(raw, "//") {
 		raw = "https:" + raw
 	}
@@ -251,12 +258,15 @@ func (rw *rewriter) classifyURL(raw string) (Classification, bool) {
 // rewriter acts on (an absolute URL, a type or a consent mark); parsing
 // attributes allocates, so ordinary tags skip it.
 func mayMatter(raw []byte) bool {
-	return bytes.Contains(raw, []byte("//")) || bytes.Contains(raw, []byte("data-consent")) || bytes.Contains(raw, []byte("type"))
+	// An absolute URL needs "//" — or "\\", which browsers read as "/", or
+	// an entity such as "&#x2f;" — and srcset can hold one too.
+	return bytes.Contains(raw, []byte("//")) || bytes.IndexByte(raw, '\\') >= 0 || bytes.Contains(raw, []byte("&#")) || bytes.Contains(raw, []byte("&sol;"))
 }
 
 func (rw *rewriter) script(raw []byte, hasAttr bool, tt html.TokenType) {
+	// Scripts are few: always read their attributes.
 	var attrs []attr
-	if hasAttr && mayMatter(raw) {
+	if hasAttr {
 		attrs = readAttrs(rw.z)
 	}
 	typ, _ := get(attrs, "type")
@@ -373,7 +383,7 @@ func neutralScript(attrs []attr, category string, tt html.TokenType) []byte {
 }
 
 func (rw *rewriter) iframe(raw []byte, hasAttr bool) {
-	if !hasAttr || !mayMatter(raw) {
+	if !hasAttr {
 		rw.write(raw)
 		return
 	}
@@ -414,16 +424,27 @@ func (rw *rewriter) iframe(raw []byte, hasAttr bool) {
 }
 
 func (rw *rewriter) img(raw []byte, hasAttr bool) {
-	if !hasAttr || !bytes.Contains(raw, []byte("//")) {
+	if !hasAttr || !mayMatter(raw) {
 		rw.write(raw)
 		return
 	}
 	attrs := readAttrs(rw.z)
-	src, _ := get(attrs, "src")
-	c, known := rw.classifyURL(src)
-	if known && rw.refused(c.Category) {
-		rw.stats.Images++
-		return // a tracking pixel of a refused category: removed
+	urls := []string{}
+	if src, ok := get(attrs, "src"); ok {
+		urls = append(urls, src)
+	}
+	if set, ok := get(attrs, "srcset"); ok {
+		for _, cand := range strings.Split(set, ",") {
+			if f := strings.Fields(cand); len(f) > 0 {
+				urls = append(urls, f[0])
+			}
+		}
+	}
+	for _, u := range urls {
+		if c, known := rw.classifyURL(u); known && rw.refused(c.Category) {
+			rw.stats.Images++
+			return // a tracking pixel of a refused category: removed
+		}
 	}
 	rw.write(raw)
 }
@@ -436,7 +457,7 @@ func (rw *rewriter) noscript() {
 		return
 	}
 	inner := append([]byte(nil), rw.z.Raw()...)
-	sub := &rewriter{w: rw.w, p: rw.p, z: html.NewTokenizer(bytes.NewReader(inner)), injected: true}
+	sub := &rewriter{w: rw.w, p: rw.p, z: html.NewTokenizer(bytes.NewReader(inner)), injected: true, nested: true}
 	if err := sub.run(); err != nil && rw.err == nil {
 		rw.err = err
 	}

@@ -78,6 +78,12 @@ func TestRewrite(t *testing.T) {
 		{"youtube kept with marketing", `<iframe src="https://www.youtube.com/embed/abc"></iframe>`, `<iframe src="https://www.youtube.com/embed/abc"></iframe>`, []string{"marketing"}},
 		{"pixel removed", `<p>a<img height="1" width="1" src="https://www.facebook.com/tr?id=1&ev=PageView">b</p>`, `<p>ab</p>`, nil},
 		{"pixel in noscript removed", `<noscript><img src="https://www.facebook.com/tr?id=1"/></noscript>`, `<noscript></noscript>`, nil},
+		{"pixel in srcset removed", `<img srcset="/a.png 1x, https://www.facebook.com/tr?id=1 2x">`, ``, nil},
+		{"backslash host", `<script src="https:\\www.googletagmanager.com/gtag/js"></script>`,
+			`<script type="text/plain" data-consent="analytics" data-cg-src="https:\\www.googletagmanager.com/gtag/js"></script>`, nil},
+		{"entity-encoded slashes", `<img src="https:&#x2f;&#x2f;www.facebook.com/tr?id=1">`, ``, nil},
+		{"upper-case data-consent", `<script DATA-CONSENT="analytics">track()</script>`, `<script type="text/plain" data-consent="analytics">track()</script>`, nil},
+		{"nested noscript passes", `<noscript><noscript><img src="https://www.facebook.com/tr"></noscript></noscript>`, `<noscript><noscript><img src="https://www.facebook.com/tr"></noscript></noscript>`, []string{"marketing"}},
 		{"local img kept", `<img src="/logo.png" alt="a &amp; b">`, `<img src="/logo.png" alt="a &amp; b">`, nil},
 		{"malformed kept", `<div <<p>unclosed "quote <script src=x`, `<div <<p>unclosed "quote <script src=x`, nil},
 		{"attribute escaping", `<script src="https://www.googletagmanager.com/a?b=1&amp;c=&quot;2&quot;" data-x='"&lt;'></script>`,
@@ -90,6 +96,17 @@ func TestRewrite(t *testing.T) {
 				t.Fatalf("\n got %s\nwant %s", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestDeepNoscriptIsCheap(t *testing.T) {
+	in := strings.Repeat("<noscript>", 20000)
+	var out bytes.Buffer
+	if _, err := Rewrite(&out, strings.NewReader(in), testPolicy{}); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != in {
+		t.Fatal("nested noscript content changed")
 	}
 }
 
