@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -328,6 +329,31 @@ func (p htmlPolicy) Inject(lang string) []byte {
 type htmlStream struct {
 	pw   *io.PipeWriter
 	done chan error
+	// flush is set when the handler flushes; the rewriter goroutine, the
+	// only writer to the client, flushes when it next waits for input.
+	flush atomic.Bool
+}
+
+// flushingReader feeds the tokenizer: each time it asks for more input,
+// everything rewritten so far goes to the client writer (so the page
+// streams), and to the network too when the handler asked for a flush.
+type flushingReader struct {
+	r   io.Reader
+	bw  *bufio.Writer
+	out http.ResponseWriter
+	s   *htmlStream
+}
+
+func (f *flushingReader) Read(p []byte) (int, error) {
+	if f.bw.Buffered() > 0 {
+		if err := f.bw.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	if f.s.flush.Swap(false) {
+		_ = http.NewResponseController(f.out).Flush()
+	}
+	return f.r.Read(p)
 }
 
 // shouldRewrite reports whether a response is an HTML page the handler
@@ -371,8 +397,12 @@ func (rw *responseWriter) startHTML() {
 	s := &htmlStream{pw: pw, done: make(chan error, 1)}
 	out := rw.ResponseWriter
 	policy := htmlPolicy{h: rw.h, r: rw.r, d: rw.d}
+	// Tokens are small; batch them into the client's writer so a page costs
+	// a few writes, not one per token; the buffer goes out whenever the
+	// tokenizer waits for more input, so the page still streams.
+	bw := bufio.NewWriterSize(out, 16<<10)
 	go func() {
-		var src io.Reader = pr
+		var src io.Reader = &flushingReader{r: pr, bw: bw, out: out, s: s}
 		var err error
 		defer func() {
 			// The rewriter runs outside Caddy's per-request recovery: a
@@ -385,15 +415,11 @@ func (rw *responseWriter) startHTML() {
 		}()
 		if decodeGzip {
 			var zr *gzip.Reader
-			if zr, err = gzip.NewReader(pr); err == nil {
+			if zr, err = gzip.NewReader(src); err == nil {
 				src = zr
 			}
 		}
 		if err == nil {
-			// Tokens are small; batch them into the client's writer so a
-			// page costs a few writes, not one per token. The buffer flushes
-			// whenever it fills, so the page still streams.
-			bw := bufio.NewWriterSize(out, 16<<10)
 			var st htmlrewrite.Stats
 			st, err = htmlrewrite.Rewrite(bw, src, policy)
 			if ferr := bw.Flush(); err == nil {

@@ -361,3 +361,45 @@ http://127.0.0.1:{{PORT}} {
 		t.Error("settings page does not say the policy changed")
 	}
 }
+
+// TestHTMLStreams proves the first bytes of a page, with the banner, reach
+// the browser while the upstream is still writing the rest.
+func TestHTMLStreams(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, `<!doctype html><html><head><title>slow</title></head><body><p>first part</p>`)
+		w.(http.Flusher).Flush()
+		<-release
+		fmt.Fprint(w, `<p>second part</p></body></html>`)
+	}))
+	t.Cleanup(up.Close)
+	defer close(release)
+	g := startGateway(t, globalOpts+`
+http://127.0.0.1:{{PORT}} {
+	consent
+	reverse_proxy {{UPSTREAM}} {
+		flush_interval -1
+	}
+}
+`, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""})
+	req, _ := http.NewRequest(http.MethodGet, g.url("/"), nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got bytes.Buffer
+	buf := make([]byte, 4096)
+	for !strings.Contains(got.String(), "first part") {
+		n, err := resp.Body.Read(buf)
+		got.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("stream ended before the first part: %v (%q)", err, got.String())
+		}
+	}
+	if !strings.Contains(got.String(), `id="consentgate-config"`) {
+		t.Errorf("first bytes lack the banner: %q", got.String())
+	}
+}

@@ -853,8 +853,9 @@ func (rw *responseWriter) FlushError() error {
 		rw.WriteHeader(http.StatusOK)
 	}
 	if rw.html != nil {
-		// The rewriter owns the client writer while it runs; it writes as
-		// soon as tokens complete.
+		// The rewriter goroutine owns the client writer while it runs: ask
+		// it to flush when it has consumed what came before.
+		rw.html.flush.Store(true)
 		return nil
 	}
 	return http.NewResponseController(rw.ResponseWriter).Flush()
