@@ -169,6 +169,8 @@ func (rw *rewriter) startTag(tt html.TokenType) {
 		rw.iframe(raw, hasAttr)
 	case atom.Img:
 		rw.img(raw, hasAttr)
+	case atom.Source, atom.Link, atom.Embed, atom.Object, atom.Video, atom.Audio:
+		rw.resource(raw, hasAttr)
 	case atom.Noscript:
 		rw.write(raw)
 		if rw.nested {
@@ -444,6 +446,43 @@ func (rw *rewriter) img(raw []byte, hasAttr bool) {
 		if c, known := rw.classifyURL(u); known && rw.refused(c.Category) {
 			rw.stats.Images++
 			return // a tracking pixel of a refused category: removed
+		}
+	}
+	rw.write(raw)
+}
+
+// resourceAttrs are the attributes of <source>, <link>, <embed>, <object>,
+// <video> and <audio> that load from a URL.
+var resourceAttrs = []string{"src", "srcset", "href", "data", "poster"}
+
+// resource removes a <source>, <link> (preload, prefetch, stylesheet…),
+// <embed>, <object>, <video> or <audio> start tag that would load from a
+// tracker of a refused category; the element's content, if any, stays.
+func (rw *rewriter) resource(raw []byte, hasAttr bool) {
+	if !hasAttr || !mayMatter(raw) {
+		rw.write(raw)
+		return
+	}
+	attrs := readAttrs(rw.z)
+	for _, name := range resourceAttrs {
+		v, ok := get(attrs, name)
+		if !ok {
+			continue
+		}
+		cands := []string{v}
+		if name == "srcset" {
+			cands = cands[:0]
+			for _, c := range strings.Split(v, ",") {
+				if f := strings.Fields(c); len(f) > 0 {
+					cands = append(cands, f[0])
+				}
+			}
+		}
+		for _, u := range cands {
+			if c, known := rw.classifyURL(u); known && rw.refused(c.Category) {
+				rw.stats.Images++
+				return
+			}
 		}
 	}
 	rw.write(raw)
