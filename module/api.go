@@ -141,8 +141,21 @@ func checkSameOrigin(r *http.Request) error {
 	return nil
 }
 
+// checkRate refuses a client over its decision rate.
+func (h *Handler) checkRate(w http.ResponseWriter, r *http.Request) error {
+	ok, wait := h.limiter.allow(clientIP(r), h.now())
+	if ok {
+		return nil
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+	return errorf(http.StatusTooManyRequests, "too many consent decisions from this client; try again later")
+}
+
 func (h *Handler) postState(w http.ResponseWriter, r *http.Request, d *Decision) error {
 	if err := checkSameOrigin(r); err != nil {
+		return err
+	}
+	if err := h.checkRate(w, r); err != nil {
 		return err
 	}
 	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -366,6 +379,12 @@ func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request, d *Decision, 
 	if err := checkSameOrigin(r); err != nil {
 		return err
 	}
+	if !form {
+		// A form withdrawal was already counted by postState.
+		if err := h.checkRate(w, r); err != nil {
+			return err
+		}
+	}
 	nd, cookie, err := h.commit(r, d, h.site.required, MethodWithdrawal, token.FlagWithdrawn)
 	if err != nil {
 		return err
@@ -451,6 +470,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // recordSignal records that a GPC/DNT signal newly refused categories the
 // visitor had granted, and reissues the token so it is recorded once.
 func (h *Handler) recordSignal(r *http.Request, d *Decision, rw *responseWriter, appToken bool) {
+	if ok, _ := h.limiter.allow(clientIP(r), h.now()); !ok {
+		return // the signal still applies to this request; it is recorded later
+	}
 	_, cookie, err := h.commitAt(r, d, d.Granted, MethodGPC, d.flags, d.Issued, d.PolicyVersion)
 	if err != nil {
 		return // the signal is still applied to this request

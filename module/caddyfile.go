@@ -1,6 +1,7 @@
 package consentgate
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -106,6 +107,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //		text            [<lang>] <key> <text>
 //		csp             enforce|report|off
 //		csp_sources     <source...>
+//		rate_limit      <burst> <interval> | off
 //	}
 //
 // Every sub-option is optional; "consent" alone applies the defaults.
@@ -171,6 +173,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "lang":
 			err = oneArg(d, &h.Lang)
+		case "rate_limit":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "off":
+				h.RateLimit = &RateLimit{Burst: -1}
+			case len(args) == 2:
+				n, perr := strconv.Atoi(args[0])
+				if perr != nil || n < 1 {
+					return d.Errf("rate_limit burst must be a positive number, got %q", args[0])
+				}
+				dur, perr := caddy.ParseDuration(args[1])
+				if perr != nil || dur <= 0 {
+					return d.Errf("rate_limit interval must be a positive duration, got %q", args[1])
+				}
+				h.RateLimit = &RateLimit{Burst: n, Interval: caddy.Duration(dur)}
+			default:
+				return d.ArgErr()
+			}
 		case "csp":
 			err = enumArg(d, &h.CSP, "enforce", "report", "off")
 		case "csp_sources":

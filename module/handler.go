@@ -158,8 +158,14 @@ type Handler struct {
 	// no consent (e.g. "https://cdn.example.com").
 	CSPSources []string `json:"csp_sources,omitempty"`
 
+	// RateLimit bounds state-changing consent API calls per client: at
+	// most Burst at once, refilled by one every Interval. Default: 120 and
+	// 100ms (10 a second sustained). Burst -1 turns the limit off.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+
 	app     *App
 	site    *siteConfig
+	limiter *decisionLimiter
 	assets  *bannerAssets
 	hosts   *policy.HostIndex
 	inline  *policy.InlineIndex
@@ -191,6 +197,15 @@ func (hc *heldCounters) init(m *metrics, site string, categories []policy.Catego
 		hc.response[n] = m.cookiesHeld.WithLabelValues(site, n, "response")
 	}
 	hc.unclassified = m.unclassified.WithLabelValues(site)
+}
+
+// RateLimit is a per-client token bucket.
+type RateLimit struct {
+	// Burst is how many decisions a client may make at once; -1 for no
+	// limit.
+	Burst int `json:"burst,omitempty"`
+	// Interval is how long one more decision takes to become available.
+	Interval caddy.Duration `json:"interval,omitempty"`
 }
 
 // siteConfig is the compiled policy a Decision refers to.
@@ -311,6 +326,18 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	}
 	if err := h.setupBanner(); err != nil {
 		return err
+	}
+	burst, interval := DefaultRateBurst, DefaultRateInterval
+	if h.RateLimit != nil {
+		if h.RateLimit.Burst != 0 {
+			burst = h.RateLimit.Burst
+		}
+		if h.RateLimit.Interval > 0 {
+			interval = time.Duration(h.RateLimit.Interval)
+		}
+	}
+	if burst > 0 {
+		h.limiter = newDecisionLimiter(burst, interval)
 	}
 	h.held.init(h.app.metrics, h.label, h.Categories)
 	h.scratch = &sync.Pool{New: func() any { return new([token.ScratchLen]byte) }}

@@ -221,7 +221,7 @@ func FuzzConsentAPI(f *testing.F) {
 					t.Fatalf("redirect off site: %q", loc)
 				}
 			}
-		case 400, 403, 405, 413, 415:
+		case 400, 403, 405, 413, 415, 429:
 			if setsConsent || after != before {
 				t.Fatalf("%d changed state: records %d→%d, cookie %v", rec.Code, before, after, setsConsent)
 			}
@@ -254,7 +254,7 @@ func TestHostOnly(t *testing.T) {
 // concurrent clients; each answer is sent only after its record is synced
 // to disk, so decisions/s is the durable rate.
 func BenchmarkDecisionsParallel(b *testing.B) {
-	h := newTestHandler(b, &Handler{Site: "shop"})
+	h := newTestHandler(b, &Handler{Site: "shop", RateLimit: &RateLimit{Burst: -1}})
 	benchutil.Clients(b, 64, "decisions", func(int) error {
 		r := withCaddyContext(httptest.NewRequest(http.MethodPost, "http://shop/_consent/state", strings.NewReader(`{"granted":["analytics"]}`)))
 		r.Header.Set("Content-Type", "application/json")
@@ -296,5 +296,33 @@ func TestRetentionFollowsReload(t *testing.T) {
 	h.app.store.SetRetention(0)
 	if h.app.store.Retention() != store.DefaultRetention {
 		t.Fatal("zero retention must mean the default")
+	}
+}
+
+func TestDecisionLimiterRefillsAndForgets(t *testing.T) {
+	l := newDecisionLimiter(2, time.Second)
+	t0 := time.Unix(1_700_000_000, 0)
+	if ok, _ := l.allow("a", t0); !ok {
+		t.Fatal("first")
+	}
+	if ok, _ := l.allow("a", t0); !ok {
+		t.Fatal("second")
+	}
+	if ok, wait := l.allow("a", t0); ok || wait != time.Second {
+		t.Fatalf("third: %v %v", ok, wait)
+	}
+	if ok, _ := l.allow("a", t0.Add(time.Second)); !ok {
+		t.Fatal("after a refill")
+	}
+	if ok, _ := l.allow("b", t0); !ok {
+		t.Fatal("other client")
+	}
+	l.sweep(t0.Add(time.Hour))
+	if len(l.buckets) != 0 {
+		t.Fatalf("idle clients kept: %d", len(l.buckets))
+	}
+	var nilLimiter *decisionLimiter
+	if ok, _ := nilLimiter.allow("a", t0); !ok {
+		t.Fatal("no limiter must allow")
 	}
 }

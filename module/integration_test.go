@@ -854,3 +854,28 @@ func TestMetricsCountWhatWasHeldBack(t *testing.T) {
 		}
 	}
 }
+
+func TestDecisionRateLimit(t *testing.T) {
+	g, _ := start(t, `rate_limit 3 1h`)
+	c := newClient(t)
+	for i := range 3 {
+		if r := c.postJSON(g.url("/_consent/state"), `{"all":true}`); r.status != 200 {
+			t.Fatalf("decision %d: %d %s", i, r.status, r.body)
+		}
+	}
+	n := g.countRecords()
+	r := c.postJSON(g.url("/_consent/state"), `{"none":true}`)
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "too many") || r.setCookie("cg_consent") != nil {
+		t.Fatalf("over the limit: %d %q %s", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	if r := c.do(http.MethodDelete, g.url("/_consent/state"), "", ""); r.status != http.StatusTooManyRequests {
+		t.Fatalf("withdrawal over the limit: %d", r.status)
+	}
+	if g.countRecords() != n {
+		t.Fatal("a limited request was recorded")
+	}
+	// Another client is not affected.
+	if r := c.postJSON(g.url("/_consent/state"), `{"all":true}`, "X-Forwarded-For", "198.51.100.4"); r.status != 200 {
+		t.Fatalf("another client: %d", r.status)
+	}
+}
