@@ -69,12 +69,13 @@ type Store struct {
 	db        *badger.DB
 	retention atomic.Int64 // time.Duration
 
-	mu      sync.RWMutex // guards closed against sends on reqs
-	closed  bool
-	reqs    chan *pending
-	done    chan struct{}
-	seq     atomic.Uint32
-	commits atomic.Uint64
+	mu       sync.RWMutex // guards closed against sends on reqs
+	createMu sync.Mutex   // serialises GetOrCreate: conflict detection is off
+	closed   bool
+	reqs     chan *pending
+	done     chan struct{}
+	seq      atomic.Uint32
+	commits  atomic.Uint64
 }
 
 type pending struct {
@@ -374,6 +375,11 @@ func (s *Store) Scan(prefix string, fn func(key string, value []byte) error) err
 // to live (synced) when the key is absent. Daily salts use it: the first
 // caller of the day creates the salt, everyone after reads it.
 func (s *Store) GetOrCreate(key string, val []byte, ttl time.Duration) ([]byte, error) {
+	// The store runs without conflict detection (for the group commit), so
+	// two creators in this process (an old and a new config during a
+	// reload) must not both miss the key and both write.
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
 	var out []byte
 	err := s.db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(key))

@@ -187,3 +187,25 @@ func TestGetOrCreateExpires(t *testing.T) {
 		t.Fatalf("salt expires in %v, want within the hour", d)
 	}
 }
+
+func TestGetOrCreateAgreesUnderConcurrency(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	var wg sync.WaitGroup
+	got := make([]string, 32)
+	for i := range got {
+		wg.Go(func() {
+			v, err := s.GetOrCreate("salt/today", []byte(fmt.Sprint(i)), time.Hour)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = string(v)
+		})
+	}
+	wg.Wait()
+	for _, v := range got {
+		if v != got[0] {
+			t.Fatalf("creators disagree: %v", got)
+		}
+	}
+}
