@@ -167,9 +167,7 @@ func (rw *rewriter) startTag(tt html.TokenType) {
 		rw.script(raw, hasAttr, tt)
 	case atom.Iframe:
 		rw.iframe(raw, hasAttr)
-	case atom.Img:
-		rw.img(raw, hasAttr)
-	case atom.Source, atom.Link, atom.Embed, atom.Object, atom.Video, atom.Audio:
+	case atom.Img, atom.Source, atom.Link, atom.Embed, atom.Object, atom.Video, atom.Audio:
 		rw.resource(raw, hasAttr)
 	case atom.Noscript:
 		rw.write(raw)
@@ -425,39 +423,14 @@ func (rw *rewriter) iframe(raw []byte, hasAttr bool) {
 	rw.writeToken(next)
 }
 
-func (rw *rewriter) img(raw []byte, hasAttr bool) {
-	if !hasAttr || !mayMatter(raw) {
-		rw.write(raw)
-		return
-	}
-	attrs := readAttrs(rw.z)
-	urls := []string{}
-	if src, ok := get(attrs, "src"); ok {
-		urls = append(urls, src)
-	}
-	if set, ok := get(attrs, "srcset"); ok {
-		for _, cand := range strings.Split(set, ",") {
-			if f := strings.Fields(cand); len(f) > 0 {
-				urls = append(urls, f[0])
-			}
-		}
-	}
-	for _, u := range urls {
-		if c, known := rw.classifyURL(u); known && rw.refused(c.Category) {
-			rw.stats.Images++
-			return // a tracking pixel of a refused category: removed
-		}
-	}
-	rw.write(raw)
-}
-
-// resourceAttrs are the attributes of <source>, <link>, <embed>, <object>,
-// <video> and <audio> that load from a URL.
+// resourceAttrs are the attributes of <img>, <source>, <link>, <embed>,
+// <object>, <video> and <audio> that load from a URL.
 var resourceAttrs = []string{"src", "srcset", "href", "data", "poster"}
 
-// resource removes a <source>, <link> (preload, prefetch, stylesheet…),
-// <embed>, <object>, <video> or <audio> start tag that would load from a
-// tracker of a refused category; the element's content, if any, stays.
+// resource removes an <img> (a tracking pixel), <source>, <link> (preload,
+// prefetch, stylesheet…), <embed>, <object>, <video> or <audio> start tag
+// that would load from a tracker of a refused category; the element's
+// content, if any, stays.
 func (rw *rewriter) resource(raw []byte, hasAttr bool) {
 	if !hasAttr || !mayMatter(raw) {
 		rw.write(raw)

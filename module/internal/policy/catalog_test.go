@@ -153,7 +153,7 @@ func FuzzGlob(f *testing.F) {
 		// The regexp reference costs O(len(pattern) * len(name)); bound the
 		// sizes (well beyond real cookie names) to keep fuzzing fast.
 		if len(pattern) > 64 || len(name) > 256 {
-			t.Skip()
+			return
 		}
 		got := Glob(pattern, name)
 		want := refGlob(pattern, name)
