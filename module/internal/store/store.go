@@ -7,7 +7,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // DefaultRetention is how long records are kept: 7 years.
@@ -30,36 +30,15 @@ var ErrClosed = errors.New("consent store is closed")
 // ErrNotFound is returned when a key does not exist.
 var ErrNotFound = errors.New("not found")
 
-// Record is one consent decision.
-type Record struct {
-	// Site is the site identifier the decision belongs to.
-	Site string `json:"site"`
-	// ID is the visitor's consent ID (32 hex digits).
-	ID string `json:"id"`
-	// Time is when the decision was made.
-	Time time.Time `json:"time"`
-	// PolicyVersion is the policy version the visitor decided on.
-	PolicyVersion string `json:"policy_version"`
-	// Granted and Denied list the categories by name.
-	Granted []string `json:"granted"`
-	Denied  []string `json:"denied"`
-	// Method is how the decision was made: api, form, gpc or withdrawal.
-	Method string `json:"method"`
-	// Regime is the regime that applied: opt-in, opt-out or notice.
-	Regime string `json:"regime"`
-	// GPC and DNT note the privacy signals the browser sent.
-	GPC bool `json:"gpc,omitempty"`
-	DNT bool `json:"dnt,omitempty"`
-	// Country is the visitor's country (ISO 3166-1 alpha-2), if known.
-	Country string `json:"country,omitempty"`
-	// IP is the visitor's truncated IP address; never the full address.
-	IP string `json:"ip,omitempty"`
-}
-
 // Options tune the store.
 type Options struct {
 	// Retention is the record lifetime (Badger TTL); default 7 years.
 	Retention time.Duration
+	// EncryptionKey, when set (16, 24 or 32 bytes), encrypts everything
+	// the store writes with AES (Badger's encryption at rest).
+	EncryptionKey []byte
+	// ReadOnly opens the store without writing (offline verify, export).
+	ReadOnly bool
 	// Logger receives Badger's own messages; nil silences them.
 	Logger badger.Logger
 }
@@ -68,20 +47,43 @@ type Options struct {
 type Store struct {
 	db        *badger.DB
 	retention atomic.Int64 // time.Duration
+	encrypted bool
 
 	mu       sync.RWMutex // guards closed against sends on reqs
 	createMu sync.Mutex   // serialises GetOrCreate: conflict detection is off
+	eraseMu  sync.Mutex   // serialises erasures and purges
 	closed   bool
 	reqs     chan *pending
 	done     chan struct{}
-	seq      atomic.Uint32
 	commits  atomic.Uint64
+
+	// Owned by the commit loop: the head of each site's chain and the
+	// current values of counters, so a commit need not read them back.
+	heads    map[string]head
+	counters map[string]uint64
 }
 
+type opKind uint8
+
+const (
+	opPut    opKind = iota // set key to val
+	opAppend               // append a record to its site's chain
+	opAdd                  // add delta to the counter at key
+	opReset                // forget cached heads and counters (after a restore)
+)
+
 type pending struct {
+	kind     opKind
 	key, val []byte
 	ttl      time.Duration
-	err      chan error
+	delta    uint64
+	// opAppend: the record's site, consent ID, JSON and counters to bump.
+	site, id string
+	counts   []string
+	// set by the commit loop for opAppend
+	seq  uint64
+	hash string
+	err  chan error
 }
 
 // Open opens (or creates) the store in dir with memory options sized for a
@@ -103,23 +105,57 @@ func Open(dir string, o Options) (*Store, error) {
 		WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2).
-		WithCompactL0OnClose(true)
+		WithCompactL0OnClose(true).
+		// Uncompressed tables: records are small, CPU goes to the commit
+		// path, and a scan of the files for personal data (after an
+		// erasure, or of an encrypted store) proves what it claims.
+		WithCompression(options.None).
+		WithReadOnly(o.ReadOnly)
+	if len(o.EncryptionKey) > 0 {
+		switch len(o.EncryptionKey) {
+		case 16, 24, 32:
+		default:
+			return nil, fmt.Errorf("consent store encryption key must be 16, 24 or 32 bytes, not %d", len(o.EncryptionKey))
+		}
+		opts = opts.WithEncryptionKey(o.EncryptionKey)
+	}
 	db, err := badger.Open(opts)
 	if err != nil {
-		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "Cannot acquire directory lock"):
 			return nil, fmt.Errorf("consent store %s is locked by another process (is another instance running with the same storage directory?): %w", dir, err)
+		case strings.Contains(msg, "Encryption key mismatch"), strings.Contains(msg, "encryption key"):
+			return nil, fmt.Errorf("consent store %s: wrong encryption key, or the store is (not) encrypted while the config says otherwise: %w", dir, err)
 		}
 		return nil, fmt.Errorf("opening consent store %s: %w", dir, err)
 	}
 	s := &Store{
-		db:   db,
-		reqs: make(chan *pending, maxBatch),
-		done: make(chan struct{}),
+		db:        db,
+		encrypted: len(o.EncryptionKey) > 0,
+		reqs:      make(chan *pending, maxBatch),
+		done:      make(chan struct{}),
+		heads:     make(map[string]head),
+		counters:  make(map[string]uint64),
 	}
 	s.retention.Store(int64(o.Retention))
+	if o.ReadOnly {
+		// Nothing can be written: close the queue so writes fail cleanly.
+		s.closed = true
+		close(s.reqs)
+		close(s.done)
+		return s, nil
+	}
 	go s.commitLoop()
+	if err := s.resumeErasures(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("finishing an interrupted erasure in %s: %w", dir, err)
+	}
 	return s, nil
 }
+
+// Encrypted reports whether the store encrypts what it writes.
+func (s *Store) Encrypted() bool { return s.encrypted }
 
 // SetRetention changes the lifetime of records appended from now on (a
 // config reload reuses the open store). Zero or less means the default.
@@ -179,12 +215,12 @@ func (s *Store) commitLoop() {
 
 func (s *Store) writeBatch(batch []*pending) error {
 	txn := s.db.NewTransaction(true)
-	defer txn.Discard()
-	for _, p := range batch {
-		e := badger.NewEntry(p.key, p.val)
-		if p.ttl > 0 {
-			e = e.WithTTL(p.ttl)
-		}
+	defer func() { txn.Discard() }()
+	// Chain heads and counters change tentatively and are kept only when
+	// the commit succeeds; after a failure they are read again.
+	heads := make(map[string]head)
+	counters := make(map[string]uint64)
+	set := func(e *badger.Entry) error {
 		err := txn.SetEntry(e)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err := txn.Commit(); err != nil {
@@ -193,11 +229,96 @@ func (s *Store) writeBatch(batch []*pending) error {
 			txn = s.db.NewTransaction(true)
 			err = txn.SetEntry(e)
 		}
+		return err
+	}
+	ttl := s.Retention()
+	add := func(key string, delta uint64) error {
+		v, ok := counters[key]
+		if !ok {
+			var err error
+			if v, err = s.counter(txn, key); err != nil {
+				return err
+			}
+		}
+		counters[key] = v + delta
+		return nil
+	}
+	for _, p := range batch {
+		var err error
+		switch p.kind {
+		case opPut:
+			e := badger.NewEntry(p.key, p.val)
+			if p.ttl > 0 {
+				e = e.WithTTL(p.ttl)
+			}
+			err = set(e)
+		case opAdd:
+			err = add(string(p.key), p.delta)
+		case opReset:
+			s.heads, s.counters = make(map[string]head), make(map[string]uint64)
+		case opAppend:
+			err = s.appendEntry(txn, heads, p, set, ttl)
+			for _, c := range p.counts {
+				if err == nil {
+					err = add(c, 1)
+				}
+			}
+		}
 		if err != nil {
+			s.heads, s.counters = make(map[string]head), make(map[string]uint64)
 			return err
 		}
 	}
-	return txn.Commit()
+	for site, h := range heads {
+		if err := set(badger.NewEntry(headKey(site), h.encode())); err != nil {
+			s.heads, s.counters = make(map[string]head), make(map[string]uint64)
+			return err
+		}
+	}
+	for key, v := range counters {
+		if err := set(badger.NewEntry([]byte(key), binary.BigEndian.AppendUint64(nil, v)).WithTTL(ttl)); err != nil {
+			s.heads, s.counters = make(map[string]head), make(map[string]uint64)
+			return err
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		s.heads, s.counters = make(map[string]head), make(map[string]uint64)
+		return err
+	}
+	for site, h := range heads {
+		s.heads[site] = h
+	}
+	if len(s.counters) > 1<<16 {
+		// Bound the cache; counters are read back when next needed.
+		s.counters = make(map[string]uint64)
+	}
+	for key, v := range counters {
+		s.counters[key] = v
+	}
+	return nil
+}
+
+// counter reads a counter's current value (cache first).
+func (s *Store) counter(txn *badger.Txn, key string) (uint64, error) {
+	if v, ok := s.counters[key]; ok {
+		return v, nil
+	}
+	item, err := txn.Get([]byte(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	err = item.Value(func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("counter %q is corrupt", key)
+		}
+		v = binary.BigEndian.Uint64(b)
+		return nil
+	})
+	return v, err
 }
 
 // write queues key/value pairs for the next group commit and waits until
@@ -222,100 +343,27 @@ func (s *Store) write(ps ...*pending) error {
 }
 
 func newPending(key, val []byte, ttl time.Duration) *pending {
-	return &pending{key: key, val: val, ttl: ttl, err: make(chan error, 1)}
+	return &pending{kind: opPut, key: key, val: val, ttl: ttl, err: make(chan error, 1)}
 }
 
-// recordKey is rec/<site>/<id>/<unix nanos><seq>, so a visitor's records
-// sort by time and never collide.
-func (s *Store) recordKey(r *Record) []byte {
-	k := make([]byte, 0, 4+len(r.Site)+1+len(r.ID)+1+12)
-	k = append(k, "rec/"...)
-	k = append(k, r.Site...)
-	k = append(k, '/')
-	k = append(k, r.ID...)
-	k = append(k, '/')
-	k = binary.BigEndian.AppendUint64(k, uint64(r.Time.UnixNano()))
-	k = binary.BigEndian.AppendUint32(k, s.seq.Add(1))
-	return k
+// Add adds delta to the counter under key, durably.
+func (s *Store) Add(key string, delta uint64) error {
+	return s.write(&pending{kind: opAdd, key: []byte(key), delta: delta, err: make(chan error, 1)})
 }
 
-func validPart(s string) bool { return s != "" && !strings.ContainsAny(s, "/\x00") }
-
-// Append stores a decision record durably, with the store's retention as
-// TTL. The visitor's current state is their latest record.
-func (s *Store) Append(r Record) error {
-	if !validPart(r.Site) || !validPart(r.ID) {
-		return fmt.Errorf("record needs a site and a consent id without '/'")
+// Counter returns the value of the counter under key (0 when absent).
+func (s *Store) Counter(key string) (uint64, error) {
+	v, err := s.Get(key)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
 	}
-	if r.Time.IsZero() {
-		return fmt.Errorf("record needs a time")
-	}
-	val, err := json.Marshal(r)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return s.write(newPending(s.recordKey(&r), val, s.Retention()))
-}
-
-// Records returns a visitor's records, oldest first.
-func (s *Store) Records(site, id string) ([]Record, error) {
-	if !validPart(site) || !validPart(id) {
-		return nil, fmt.Errorf("invalid site or consent id")
+	if len(v) != 8 {
+		return 0, fmt.Errorf("counter %q is corrupt", key)
 	}
-	var out []Record
-	err := s.scan([]byte("rec/"+site+"/"+id+"/"), func(_, v []byte) error {
-		var r Record
-		if err := json.Unmarshal(v, &r); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
-	})
-	return out, err
-}
-
-// Current returns a visitor's latest record, or ErrNotFound.
-func (s *Store) Current(site, id string) (Record, error) {
-	var r Record
-	if !validPart(site) || !validPart(id) {
-		return r, fmt.Errorf("invalid site or consent id")
-	}
-	prefix := []byte("rec/" + site + "/" + id + "/")
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Reverse = true
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		// In reverse, seek past every key with the prefix.
-		it.Seek(append(append([]byte(nil), prefix...), 0xff))
-		if !it.ValidForPrefix(prefix) {
-			return ErrNotFound
-		}
-		return it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) })
-	})
-	return r, err
-}
-
-// CountRecords counts the records of a site (all sites when site is "").
-func (s *Store) CountRecords(site string) (int, error) {
-	prefix := "rec/"
-	if site != "" {
-		prefix += site + "/"
-	}
-	n := 0
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = []byte(prefix)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-		}
-		return nil
-	})
-	return n, err
+	return binary.BigEndian.Uint64(v), nil
 }
 
 func (s *Store) scan(prefix []byte, fn func(k, v []byte) error) error {
