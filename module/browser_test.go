@@ -53,6 +53,7 @@ const browserPage = `<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="upstream-cookies" content="{{COOKIES}}">
 <title>Corner Shop: {{TITLE}}</title>
 <style>
 body { margin: 0; font: 1.0625rem/1.6 Georgia, "DejaVu Serif", serif; color: #222; background: #faf7f2; }
@@ -63,7 +64,7 @@ main { max-width: 48rem; margin: 0 auto; padding: 1.5rem; }
 iframe { border: 0; max-width: 100%; }
 </style>
 <script>window.appRan = true;</script>
-<script>
+{{CONSENT_MODE}}<script>
 /* Google tag (gtag.js); in production it loads www.googletagmanager.com/gtag/js */
 window.dataLayer = window.dataLayer || [];
 function gtag(){dataLayer.push(arguments);}
@@ -92,6 +93,13 @@ document.cookie = "_fbp=fb.1.1.1; path=/";
 </body>
 </html>`
 
+// consentModeStub is what Google asks sites to put before their tags for
+// Consent Mode: a dataLayer and a gtag that only queue commands. It loads
+// and sends nothing, so the gateway leaves it alone and the banner finds a
+// gtag before any choice. ?consent_mode=1 adds it to a page.
+const consentModeStub = `<script>window.dataLayer = window.dataLayer || []; function gtag(){dataLayer.push(arguments);}</script>
+`
+
 const (
 	youTubeFrame = `<iframe width="560" height="315" src="https://www.youtube.com/embed/x" title="Shop tour" allowfullscreen></iframe>`
 	localFrame   = `<iframe width="560" height="315" src="/embed" data-consent="marketing" title="Shop tour"></iframe>`
@@ -101,8 +109,9 @@ var langRE = regexp.MustCompile(`^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$`)
 
 // browserUpstream serves the test site: / and /page2 embed YouTube, /shop
 // and /shop2 a local player whose iframe is marked as marketing. ?lang=
-// sets the page's language. Every page sets a _ga cookie, as sites with
-// Google Analytics on the server side do.
+// sets the page's language, ?consent_mode=1 adds the Consent Mode stub.
+// Every page sets a _ga cookie, as sites with Google Analytics on the
+// server side do, and names the cookies it received in a <meta>.
 func browserUpstream(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var title, next, frame string
@@ -129,21 +138,35 @@ func browserUpstream(t *testing.T) *httptest.Server {
 		if !langRE.MatchString(lang) {
 			lang = "en"
 		}
+		var received []string
+		for _, c := range r.Cookies() {
+			received = append(received, c.Name) // names are tokens: nothing to escape
+		}
+		var stub string
+		if r.URL.Query().Get("consent_mode") == "1" {
+			stub = consentModeStub
+		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Add("Set-Cookie", "_ga=GA1.2.2.2; Path=/")
-		fmt.Fprint(w, strings.NewReplacer("{{LANG}}", lang, "{{TITLE}}", title, "{{NEXT}}", next, "{{FRAME}}", frame).Replace(browserPage))
+		fmt.Fprint(w, strings.NewReplacer("{{LANG}}", lang, "{{TITLE}}", title, "{{NEXT}}", next, "{{FRAME}}", frame, "{{CONSENT_MODE}}", stub, "{{COOKIES}}", strings.Join(received, " ")).Replace(browserPage))
 	}))
 	t.Cleanup(srv.Close)
 	return srv
 }
 
-func startBrowserGateway(t *testing.T) *gateway {
+// startBrowserGateway starts the gateway in front of browserUpstream, with
+// extra lines for its consent block.
+func startBrowserGateway(t *testing.T, consent ...string) *gateway {
 	chromiumPath(t) // skip before starting anything
 	up := browserUpstream(t)
+	var lines string
+	for _, l := range consent {
+		lines += "\n\t\t" + l
+	}
 	return startGateway(t, globalOpts+`
 http://127.0.0.1:{{PORT}} {
 	consent {
-		policy_url /privacy
+		policy_url /privacy`+lines+`
 	}
 	reverse_proxy {{UPSTREAM}}
 }
@@ -368,6 +391,7 @@ func (tb *tab) clickButton(text string) {
 func (tb *tab) waitBanner() {
 	tb.t.Helper()
 	tb.do("waiting for the banner", chromedp.WaitVisible(chromedp.CSS(dialogSel)))
+	tb.waitAnimations()
 	shown := eval[map[string]any](tb, `(() => {
 		const root = document.getElementById('consentgate'), d = root && root.querySelector('.cg-dialog');
 		if (!d) return {root: !!root};
@@ -390,6 +414,14 @@ func (tb *tab) waitBanner() {
 			tb.t.Errorf("banner not shown properly: %s = %v, want %v (all: %v)", k, shown[k], v, shown)
 		}
 	}
+}
+
+// waitAnimations waits until the banner's entrance animation (it slides
+// in from 1rem below its place) has ended, so boxes are measured where
+// they stay.
+func (tb *tab) waitAnimations() {
+	tb.t.Helper()
+	tb.poll("animations end", `document.getAnimations().every(a => a.playState != 'running')`)
 }
 
 // waitClosed waits until no layer of the banner is shown and only the
@@ -828,5 +860,498 @@ func TestBrowserScreenshots(t *testing.T) {
 			}
 			t.Logf("wrote %s", filepath.Join(dir, shot.name))
 		})
+	}
+}
+
+// gtagCall is one command the page queued in window.dataLayer.
+type gtagCall struct {
+	Command string            `json:"command"` // "consent default", "js", "config G-TEST", …
+	Params  map[string]string `json:"params"`  // the consent command's parameters
+}
+
+// dataLayer reads window.dataLayer; gtag() pushes its arguments object.
+func (tb *tab) dataLayer() []gtagCall {
+	tb.t.Helper()
+	return eval[[]gtagCall](tb, `(window.dataLayer || []).map(a => {
+		const x = Array.from(a), words = x.filter(v => typeof v == 'string');
+		const params = x.find(v => v && typeof v == 'object' && !(v instanceof Date));
+		return {command: words.join(' '), params: x[0] === 'consent' ? params : null};
+	})`)
+}
+
+// consentMode is Google Consent Mode v2 for a set of granted categories:
+// analytics is analytics_storage; marketing is ad_storage, ad_user_data
+// and ad_personalization; preferences are functionality_storage and
+// personalization_storage; security_storage is always granted.
+func consentMode(command string, granted ...string) gtagCall {
+	g := func(category string) string {
+		if slices.Contains(granted, category) {
+			return "granted"
+		}
+		return "denied"
+	}
+	return gtagCall{Command: command, Params: map[string]string{
+		"analytics_storage":       g("analytics"),
+		"ad_storage":              g("marketing"),
+		"ad_user_data":            g("marketing"),
+		"ad_personalization":      g("marketing"),
+		"functionality_storage":   g("preferences"),
+		"personalization_storage": g("preferences"),
+		"security_storage":        "granted",
+	}}
+}
+
+func TestBrowserConsentMode(t *testing.T) {
+	g := startBrowserGateway(t)
+	en := translations(t)["en"]
+	all := []string{"necessary", "preferences", "analytics", "marketing"}
+	gaCommands := []gtagCall{{Command: "js"}, {Command: "config G-TEST"}}
+	saveAnalytics := func(tb *tab) {
+		tb.clickButton(en["settings"])
+		tb.do("switching analytics on", chromedp.Click(chromedp.CSS(`#consentgate .cg-settings input.cg-sw[value="analytics"]`)))
+		tb.clickButton(en["save"])
+	}
+	for _, tc := range []struct {
+		name    string
+		path    string
+		choose  func(tb *tab)
+		granted []string
+		want    []gtagCall // window.dataLayer after the choice
+	}{{
+		name:    "accept all",
+		path:    "/shop?consent_mode=1",
+		choose:  func(tb *tab) { tb.clickButton(en["accept_all"]) },
+		granted: all,
+		// The update comes before the held-back Google tag runs.
+		want: append([]gtagCall{consentMode("consent default"), consentMode("consent update", all...)}, gaCommands...),
+	}, {
+		name:    "reject all",
+		path:    "/shop?consent_mode=1",
+		choose:  func(tb *tab) { tb.clickButton(en["reject_all"]) },
+		granted: []string{"necessary"},
+		want:    []gtagCall{consentMode("consent default"), consentMode("consent update")},
+	}, {
+		name:    "save analytics only",
+		path:    "/shop?consent_mode=1",
+		choose:  saveAnalytics,
+		granted: []string{"necessary", "analytics"},
+		want:    append([]gtagCall{consentMode("consent default"), consentMode("consent update", "analytics")}, gaCommands...),
+	}, {
+		// A page whose only gtag is the held-back Google tag itself: the
+		// banner finds no gtag before the choice, and must still queue
+		// the consent state before the tag's own commands, or Google
+		// treats the refused ad storage as granted.
+		name:    "held-back tag only",
+		path:    "/shop",
+		choose:  saveAnalytics,
+		granted: []string{"necessary", "analytics"},
+		want:    append([]gtagCall{consentMode("consent default", "analytics")}, gaCommands...),
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := openTab(t, g)
+			tb.navigate(tc.path)
+			tb.waitBanner()
+			tb.noTrackersRan("before the choice")
+			var before []gtagCall
+			if strings.Contains(tc.path, "consent_mode=1") {
+				before = []gtagCall{consentMode("consent default")}
+			}
+			if got := tb.dataLayer(); !slices.EqualFunc(got, before, gtagCallEqual) {
+				t.Errorf("dataLayer before the choice:\n  %v\nwant\n  %v", got, before)
+			}
+			if st := tb.state(); st.Decided || !slices.Equal(st.Granted, []string{"necessary"}) || st.Regime != "opt-in" {
+				t.Errorf("consentgate.get() before the choice: %+v", st)
+			}
+			eval[chromedp.Void](tb, `window.changes = [];
+				window.consentgate.on('change', s => changes.push({via: 'on', state: s}));
+				document.addEventListener('consentgate:change', e => changes.push({via: 'event', state: e.detail}))`)
+
+			tc.choose(tb)
+			tb.waitClosed()
+			if slices.Contains(tc.granted, "analytics") {
+				tb.poll("the held-back Google tag runs", `window.gaRan === true`)
+			}
+			if got := tb.dataLayer(); !slices.EqualFunc(got, tc.want, gtagCallEqual) {
+				t.Errorf("dataLayer after the choice:\n  %v\nwant\n  %v", got, tc.want)
+			}
+			st := tb.state()
+			if !st.Decided || !slices.Equal(st.Granted, tc.granted) {
+				t.Errorf("consentgate.get() after the choice: %+v, want granted %v", st, tc.granted)
+			}
+			type change struct {
+				Via   string `json:"via"`
+				State State  `json:"state"`
+			}
+			changes := eval[[]change](tb, `window.changes`)
+			if len(changes) != 2 || changes[0].Via != "on" || changes[1].Via != "event" {
+				t.Fatalf("change notifications: %+v, want one from on('change') then one consentgate:change event", changes)
+			}
+			for _, c := range changes {
+				if c.State.ID != st.ID || !c.State.Decided || !slices.Equal(c.State.Granted, tc.granted) {
+					t.Errorf("%s told %+v, want the new state %+v", c.Via, c.State, st)
+				}
+			}
+		})
+	}
+}
+
+func gtagCallEqual(a, b gtagCall) bool {
+	return a.Command == b.Command && maps.Equal(a.Params, b.Params)
+}
+
+// box is an element's border box in CSS pixels of the viewport.
+type box struct {
+	Left, Top, Width, Height float64
+}
+
+func (b box) right() float64  { return b.Left + b.Width }
+func (b box) bottom() float64 { return b.Top + b.Height }
+
+func (b box) overlaps(c box) bool {
+	return min(b.right(), c.right())-max(b.Left, c.Left) > 0.5 && min(b.bottom(), c.bottom())-max(b.Top, c.Top) > 0.5
+}
+
+// layerLayout is how a banner layer is laid out on the current screen.
+type layerLayout struct {
+	InnerWidth, InnerHeight, PageScrollWidth float64
+	// Dialog is the layer's box; Scroll* and Client* its content and
+	// visible sizes, OverflowY its computed overflow-y.
+	Dialog                     box
+	ScrollWidth, ClientWidth   float64
+	ScrollHeight, ClientHeight float64
+	OverflowY                  string
+	// Clipped lists text elements wider than their box.
+	Clipped []string
+	// Buttons are the layer's bottom row, at their place in the layer's
+	// content (scrolled to the top); OnTop whether each, once scrolled
+	// into view, is the element under its own centre.
+	Buttons []struct {
+		Text  string
+		Box   box
+		OnTop bool
+	}
+}
+
+// layout measures the banner layer sel.
+func (tb *tab) layout(sel string) layerLayout {
+	tb.t.Helper()
+	return eval[layerLayout](tb, `(() => {
+		const d = document.querySelector(`+"`"+sel+"`"+`);
+		const rect = el => { const r = el.getBoundingClientRect(); return {Left: r.left, Top: r.top, Width: r.width, Height: r.height}; };
+		d.scrollTop = 0;
+		const btns = [...d.querySelectorAll(':scope > .cg-btns > .cg-btn')];
+		const boxes = btns.map(rect);
+		const onTop = btns.map(b => {
+			b.scrollIntoView({block: 'nearest', inline: 'nearest'});
+			const r = b.getBoundingClientRect(), e = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+			return !!e && (e === b || b.contains(e));
+		});
+		d.scrollTop = 0;
+		return {
+			InnerWidth: innerWidth, InnerHeight: innerHeight,
+			PageScrollWidth: document.documentElement.scrollWidth,
+			Dialog: rect(d),
+			ScrollWidth: d.scrollWidth, ClientWidth: d.clientWidth,
+			ScrollHeight: d.scrollHeight, ClientHeight: d.clientHeight,
+			OverflowY: getComputedStyle(d).overflowY,
+			Clipped: [...d.querySelectorAll('h2, p, label, .cg-btn')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent),
+			Buttons: btns.map((b, i) => ({Text: b.textContent, Box: boxes[i], OnTop: onTop[i]})),
+		};
+	})()`)
+}
+
+// checkReadable checks a layer fits the viewport, nothing scrolls or is
+// cut off sideways, and what does not fit vertically scrolls inside it.
+func (l layerLayout) checkReadable(t *testing.T, what string) {
+	t.Helper()
+	if l.PageScrollWidth > l.InnerWidth {
+		t.Errorf("%s: the page scrolls sideways (%v > %v)", what, l.PageScrollWidth, l.InnerWidth)
+	}
+	if d := l.Dialog; d.Left < 0 || d.Top < 0 || d.right() > l.InnerWidth+0.5 || d.bottom() > l.InnerHeight+0.5 {
+		t.Errorf("%s: the layer %+v sticks out of the %vx%v viewport", what, d, l.InnerWidth, l.InnerHeight)
+	}
+	if l.ScrollWidth > l.ClientWidth {
+		t.Errorf("%s: the layer's content is wider than the layer (%v > %v)", what, l.ScrollWidth, l.ClientWidth)
+	}
+	if l.ScrollHeight > l.ClientHeight && l.OverflowY != "auto" && l.OverflowY != "scroll" {
+		t.Errorf("%s: the layer's content is cut off: %v px tall in %v px with overflow-y %s", what, l.ScrollHeight, l.ClientHeight, l.OverflowY)
+	}
+	if len(l.Clipped) > 0 {
+		t.Errorf("%s: text cut off sideways: %q", what, l.Clipped)
+	}
+}
+
+func TestBrowserSmallScreens(t *testing.T) {
+	g := startBrowserGateway(t)
+	en := translations(t)["en"]
+	for _, screen := range []struct {
+		name          string
+		width, height int64
+		opts          []chromedp.EmulateViewportOption
+	}{
+		// A phone with a 360 CSS px wide screen, the most common Android
+		// width, at its usual density.
+		{"360px phone", 360, 740, []chromedp.EmulateViewportOption{chromedp.EmulateScale(3), chromedp.EmulateMobile, chromedp.EmulatePortrait}},
+		// A 1280x800 window at 200% zoom. Browser zoom halves the CSS
+		// viewport and doubles devicePixelRatio: the page lays out, and
+		// its media queries match, as on a 640x400 screen, which is what
+		// this override sets. CDP has no browser zoom, and CSS zoom on
+		// the root would leave innerWidth and media queries at 1280 px.
+		{"200% zoom", 640, 400, []chromedp.EmulateViewportOption{chromedp.EmulateScale(2)}},
+	} {
+		t.Run(screen.name, func(t *testing.T) {
+			tb := openTab(t, g)
+			tb.do("sizing the viewport", chromedp.EmulateViewport(screen.width, screen.height, screen.opts...))
+			tb.navigate("/shop")
+			tb.waitBanner()
+			if w := eval[float64](tb, `innerWidth`); w != float64(screen.width) {
+				t.Fatalf("innerWidth %v, want %d", w, screen.width)
+			}
+
+			first := tb.layout(dialogSel)
+			first.checkReadable(t, "first layer")
+			var texts []string
+			for _, b := range first.Buttons {
+				texts = append(texts, b.Text)
+				if b.Box.Width < 1 || b.Box.Height < 1 || !b.OnTop {
+					t.Errorf("button %q is not visible and on top: %+v", b.Text, b)
+				}
+				if b.Box.Left < 0 || b.Box.right() > first.InnerWidth {
+					t.Errorf("button %q sticks out of the viewport: %+v", b.Text, b.Box)
+				}
+			}
+			if !slices.Equal(texts, []string{en["accept_all"], en["reject_all"], en["settings"]}) {
+				t.Fatalf("first layer buttons %q", texts)
+			}
+			bs := first.Buttons
+			for i := range bs {
+				for j := i + 1; j < len(bs); j++ {
+					if bs[i].Box.overlaps(bs[j].Box) {
+						t.Errorf("buttons %q and %q overlap: %+v, %+v", bs[i].Text, bs[j].Text, bs[i].Box, bs[j].Box)
+					}
+				}
+			}
+			// Equal weight: in one row, the same width and height; stacked,
+			// the same width. A mix (two in a row, one below) is neither.
+			near := func(a, b float64) bool { return a-b < 2 && b-a < 2 }
+			row, stack := true, true
+			for _, b := range bs[1:] {
+				row = row && near(b.Box.Top, bs[0].Box.Top) && near(b.Box.Width, bs[0].Box.Width) && near(b.Box.Height, bs[0].Box.Height)
+				stack = stack && b.Box.Top >= bs[0].Box.bottom() && near(b.Box.Left, bs[0].Box.Left) && near(b.Box.Width, bs[0].Box.Width)
+			}
+			if !row && !stack {
+				t.Errorf("first layer buttons are neither one row nor a stack of equal size: %+v", bs)
+			}
+			t.Logf("first layer: %vx%v px, content %v px tall, buttons in a row %v", first.Dialog.Width, first.Dialog.Height, first.ScrollHeight, row)
+
+			tb.clickButton(en["settings"])
+			tb.do("waiting for the settings", chromedp.WaitVisible(chromedp.CSS(`#consentgate .cg-settings`)))
+			tb.waitAnimations()
+			settings := tb.layout(`#consentgate .cg-settings`)
+			settings.checkReadable(t, "settings layer")
+			t.Logf("settings layer: %vx%v px, content %v px tall", settings.Dialog.Width, settings.Dialog.Height, settings.ScrollHeight)
+			// Every switch is reachable and takes a real click (a mouse
+			// event at its centre, after scrolling it into view); necessary
+			// shows, always on.
+			names := eval[[]string](tb, `[...document.querySelectorAll('#consentgate .cg-settings input.cg-sw')].map(b => b.value)`)
+			if !slices.Equal(names, []string{"necessary", "preferences", "analytics", "marketing"}) {
+				t.Fatalf("switches %q", names)
+			}
+			for _, name := range names {
+				sw := `#consentgate .cg-settings input.cg-sw[value="` + name + `"]`
+				tb.do("scrolling to the "+name+" switch", chromedp.ScrollIntoView(chromedp.CSS(sw)))
+				shown := eval[bool](tb, `(() => {
+					const b = document.querySelector('`+sw+`'), r = b.getBoundingClientRect();
+					return r.left >= 0 && r.top >= 0 && r.right <= innerWidth && r.bottom <= innerHeight && document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2) === b;
+				})()`)
+				if !shown {
+					t.Errorf("the %s switch cannot be scrolled into view uncovered", name)
+					continue
+				}
+				if name == "necessary" {
+					if !eval[bool](tb, `document.querySelector('`+sw+`').checked`) {
+						t.Error("necessary is not shown as on")
+					}
+					continue
+				}
+				tb.do("clicking the "+name+" switch", chromedp.Click(chromedp.CSS(sw)))
+				if !eval[bool](tb, `document.querySelector('`+sw+`').checked`) {
+					t.Errorf("clicking the %s switch did not turn it on", name)
+				}
+			}
+			tb.clickButton(en["save"])
+			tb.waitClosed()
+			tb.poll("the held-back trackers run", `window.gaRan === true && window.fbRan === true`)
+			if st := tb.state(); !st.Decided || !slices.Equal(st.Granted, []string{"necessary", "preferences", "analytics", "marketing"}) {
+				t.Errorf("state after switching everything on and saving: %+v", st)
+			}
+		})
+	}
+}
+
+// regimeLines make visitors from the US opt-out and from the UK notice,
+// by a country header the gateway believes from 127.0.0.1 (a trusted
+// proxy in globalOpts), as it would from a CDN.
+var regimeLines = []string{"country_header X-Country", "regime opt-out US", "regime notice GB"}
+
+const barSel = `#consentgate .cg-bar`
+
+// sendHeader adds a header to every request of the tab, fetches included.
+func (tb *tab) sendHeader(name, value string) {
+	tb.t.Helper()
+	if _, err := chromedp.Call(tb.ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{name: value}}); err != nil {
+		tb.t.Fatalf("setting %s: %v", name, err)
+	}
+}
+
+// waitBar waits for the first layer as an information bar and checks it is
+// one: a labelled region at the bottom of the viewport, with the given
+// text and buttons, that leaves the page usable (no backdrop, no modal).
+func (tb *tab) waitBar(text string, buttons ...string) {
+	tb.t.Helper()
+	tb.do("waiting for the bar", chromedp.WaitVisible(chromedp.CSS(barSel)))
+	tb.waitAnimations()
+	got := eval[map[string]any](tb, `(() => {
+		const bar = document.querySelector('`+barSel+`'), r = bar.getBoundingClientRect(), h1 = document.querySelector('h1'), hr = h1.getBoundingClientRect();
+		return {
+			role: bar.getAttribute('role'), label: bar.getAttribute('aria-label') || '', modal: bar.hasAttribute('aria-modal'),
+			backdrop: !document.querySelector('#consentgate .cg-backdrop').hidden,
+			dialogs: document.querySelectorAll('#consentgate .cg-dialog').length,
+			text: bar.querySelector('.cg-desc').textContent,
+			buttons: [...bar.querySelectorAll('.cg-btn')].map(b => b.textContent).join('|'),
+			atBottom: r.left >= 0 && r.right <= innerWidth && Math.abs(r.bottom - innerHeight) < 1 && r.top > innerHeight / 2,
+			pageUsable: document.elementFromPoint(hr.left + 5, hr.top + hr.height / 2) === h1,
+		};
+	})()`)
+	en := translations(tb.t)["en"]
+	want := map[string]any{
+		"role": "region", "label": en["banner_label"], "modal": false, "backdrop": false, "dialogs": float64(0),
+		"buttons": strings.Join(buttons, "|"), "atBottom": true, "pageUsable": true,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			tb.t.Errorf("bar: %s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	if s, _ := got["text"].(string); !strings.HasPrefix(s, text) {
+		tb.t.Errorf("bar text %q, want %q", s, text)
+	}
+}
+
+// gatewayState asks the gateway, not the page, for the state of the
+// browser's consent cookie.
+func (tb *tab) gatewayState(hdr ...string) State {
+	tb.t.Helper()
+	c, ok := tb.cookies()[DefaultCookieName]
+	if !ok {
+		tb.t.Fatalf("the browser has no %s cookie", DefaultCookieName)
+	}
+	return newClient(tb.t).get(tb.g.url("/_consent/state"), append(hdr, "Cookie", DefaultCookieName+"="+c.Value)...).json(tb.t)
+}
+
+func TestBrowserOptOut(t *testing.T) {
+	g := startBrowserGateway(t, regimeLines...)
+	en := translations(t)["en"]
+	all := []string{"necessary", "preferences", "analytics", "marketing"}
+	tb := openTab(t, g)
+	tb.sendHeader("X-Country", "US")
+	tb.navigate("/shop")
+	// No prior consent in opt-out: the page comes as the site wrote it and
+	// its tags run until the visitor objects.
+	tb.waitBar(en["optout_text"], en["optout_button"], en["settings"])
+	if ga, fb := tb.trackers(); !ga || !fb {
+		t.Errorf("opt-out before a choice: analytics ran %v, marketing ran %v", ga, fb)
+	}
+	if st := tb.state(); st.Decided || st.Regime != "opt-out" || !slices.Equal(st.Granted, all) {
+		t.Errorf("state before a choice: %+v", st)
+	}
+	jar := tb.cookies()
+	for _, name := range []string{"_ga", "_fbp"} {
+		if _, ok := jar[name]; !ok {
+			t.Errorf("no %s cookie before the visitor objects", name)
+		}
+	}
+
+	// "Do not sell or share" refuses the sale/sharing categories
+	// (marketing) and keeps the rest. Marketing already ran, so the
+	// banner reloads the page.
+	if _, err := chromedp.Run(tb.ctx, chromedp.WaitEvent(page.LoadEventFired, nil, chromedp.Click(bannerButton(en["optout_button"])))); err != nil {
+		t.Fatalf("clicking %q: %v", en["optout_button"], err)
+	}
+	tb.do("waiting for the reopen button", chromedp.WaitVisible(chromedp.CSS(reopenSel)))
+	if eval[bool](tb, `!!document.querySelector('#consentgate .cg-layer')`) {
+		t.Error("the bar is shown again after the choice")
+	}
+	kept := []string{"necessary", "preferences", "analytics"}
+	st := tb.state()
+	if !st.Decided || st.Regime != "opt-out" || !slices.Equal(st.Granted, kept) {
+		t.Errorf("page state after %q: %+v", en["optout_button"], st)
+	}
+	if gw := tb.gatewayState("X-Country", "US"); gw.ID != st.ID || !gw.Decided || !slices.Equal(gw.Granted, kept) {
+		t.Errorf("gateway state %+v, page state %+v", gw, st)
+	}
+	if rec, err := g.store().Current("127.0.0.1", st.ID); err != nil || rec.Regime != "opt-out" || !slices.Equal(rec.Denied, []string{"marketing"}) {
+		t.Errorf("stored record: %+v, %v", rec, err)
+	}
+	if ga, fb := tb.trackers(); !ga || fb {
+		t.Errorf("after %q: analytics ran %v, marketing ran %v", en["optout_button"], ga, fb)
+	}
+	if src := eval[string](tb, `document.querySelector('iframe').getAttribute('src')`); src != "about:blank" {
+		t.Errorf("marketing iframe loaded after %q: %s", en["optout_button"], src)
+	}
+	// The gateway keeps the refused category's cookie from the site. The
+	// browser still holds it: the gateway expires cookies on a withdrawal
+	// (DELETE) but not when a POST revokes a category.
+	if got := eval[string](tb, `document.querySelector('meta[name=upstream-cookies]').content`); got != "_ga" {
+		t.Errorf("after %q the site received the cookies %q, want only _ga", en["optout_button"], got)
+	}
+
+	// And on the next page.
+	tb.navigate("/shop2")
+	tb.do("waiting for the reopen button", chromedp.WaitVisible(chromedp.CSS(reopenSel)))
+	if ga, fb := tb.trackers(); !ga || fb {
+		t.Errorf("next page: analytics ran %v, marketing ran %v", ga, fb)
+	}
+}
+
+func TestBrowserNotice(t *testing.T) {
+	g := startBrowserGateway(t, regimeLines...)
+	en := translations(t)["en"]
+	all := []string{"necessary", "preferences", "analytics", "marketing"}
+	tb := openTab(t, g)
+	tb.sendHeader("X-Country", "GB")
+	tb.navigate("/shop")
+	tb.waitBar(en["notice_text"], en["notice_ok"], en["settings"])
+	if ga, fb := tb.trackers(); !ga || !fb {
+		t.Errorf("notice: analytics ran %v, marketing ran %v", ga, fb)
+	}
+	if st := tb.state(); st.Decided || st.Regime != "notice" || !slices.Equal(st.Granted, all) {
+		t.Errorf("state before dismissing: %+v", st)
+	}
+	// Dismissing takes the notice as read: nothing is revoked, so no reload.
+	eval[chromedp.Void](tb, `window.sameDocument = true`)
+	tb.clickButton(en["notice_ok"])
+	tb.waitClosed()
+	if !eval[bool](tb, `window.sameDocument === true`) {
+		t.Error("dismissing the notice reloaded the page")
+	}
+	st := tb.state()
+	if !st.Decided || st.Regime != "notice" || !slices.Equal(st.Granted, all) {
+		t.Errorf("state after dismissing: %+v", st)
+	}
+	if gw := tb.gatewayState("X-Country", "GB"); gw.ID != st.ID || !gw.Decided || !slices.Equal(gw.Granted, all) {
+		t.Errorf("gateway state %+v, page state %+v", gw, st)
+	}
+
+	tb.navigate("/shop2")
+	tb.do("waiting for the reopen button", chromedp.WaitVisible(chromedp.CSS(reopenSel)))
+	if eval[bool](tb, `!!document.querySelector('#consentgate .cg-layer')`) {
+		t.Error("the bar is shown again on the next page")
+	}
+	if got := eval[string](tb, `document.querySelector('h1').textContent`); got != "This week's offers" {
+		t.Errorf("next page: %q", got)
+	}
+	if ga, fb := tb.trackers(); !ga || !fb {
+		t.Errorf("next page: analytics ran %v, marketing ran %v", ga, fb)
 	}
 }

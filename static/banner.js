@@ -244,6 +244,8 @@
         if (!plain(old)) continue;
         s.text = old.text;
       }
+      // a held-back Google tag must find the consent state queued before its own commands
+      if (!gcmOn && /gtag|dataLayer|googletagmanager/.test((src || '') + old.text)) { W.dataLayer = W.dataLayer || []; gcm(); }
       old.replaceWith(s);
     }
     await Promise.all(pending);
