@@ -2,6 +2,7 @@ package htmlrewrite
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/url"
 	"strings"
@@ -171,33 +172,79 @@ func FuzzRewrite(f *testing.F) {
 	})
 }
 
+// benchPage builds a page of about size bytes shaped like a shop or news
+// page: a head with metadata, stylesheets and tag manager snippets; a
+// body of nested div/a/span/li with class attributes, product cards with
+// images (some from a CDN, so their attributes are read), text, inline
+// JSON and an analytics snippet, one embedded video and a noscript pixel.
 func benchPage(size int) []byte {
 	var b bytes.Buffer
-	b.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
+	b.WriteString(`<!DOCTYPE html>
+<html lang="en" class="no-js">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Winter collection – Example Shop</title>
+<link rel="stylesheet" href="/assets/css/main.min.css?v=3f2a91">
+<link rel="preconnect" href="https://cdn.example-shop.com" crossorigin>
+<link rel="preload" as="script" href="https://www.googletagmanager.com/gtag/js?id=G-1">
 <script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>
-<script>fbq('init','1');</script></head><body>`)
-	for b.Len() < size {
-		b.WriteString(`<div class="product"><h2>Product name</h2><p>Some description text with <a href="/p/1">a link</a> and <b>bold</b> words.</p><img src="/img/p1.jpg" alt="p"></div>` + "\n")
+<script>window.dataLayer = window.dataLayer || []; function gtag(){dataLayer.push(arguments);} gtag('js', new Date()); gtag('config', 'G-1');</script>
+<script>!function(f,b,e,v,n,t,s){if(f.fbq)return;n=f.fbq=function(){n.callMethod?n.callMethod.apply(n,arguments):n.queue.push(arguments)};}(window, document,'script','https://connect.facebook.net/en_US/fbevents.js'); fbq('init', '1'); fbq('track', 'PageView');</script>
+<style>.card{display:flex}.card > .price{font-weight:700}</style>
+</head>
+<body class="page page--category">
+<noscript><img height="1" width="1" style="display:none" src="https://www.facebook.com/tr?id=1&amp;ev=PageView&amp;noscript=1"></noscript>
+<header class="site-header"><nav class="nav"><ul class="nav__list">`)
+	for i := range 8 {
+		fmt.Fprintf(&b, `<li class="nav__item"><a class="nav__link" href="/c/%d">Category %d</a></li>`, i, i)
 	}
-	b.WriteString(`<iframe src="https://www.youtube.com/embed/x"></iframe></body></html>`)
+	b.WriteString("</ul></nav></header>\n<main id=\"content\" class=\"container\">\n")
+	for i := 0; b.Len() < size; i++ {
+		switch {
+		case i%10 == 9:
+			b.WriteString(`<article class="post"><h2 class="post__title">Notes from the workshop</h2><p>Every coat is cut and sewn by hand in our workshop; the wool comes from two farms we have worked with for years. <em>Care:</em> air it out rather than wash it, and brush it along the grain.</p><p>Questions? <a href="/contact" class="link">Write to us</a> &mdash; we answer within a day.</p></article>` + "\n")
+		case i%25 == 24:
+			b.WriteString(`<script type="application/ld+json">{"@context":"https://schema.org","@type":"Product","name":"Wool coat","offers":{"@type":"Offer","price":"189.00","priceCurrency":"EUR"}}</script>` + "\n")
+		case i%40 == 39:
+			b.WriteString(`<div class="video"><iframe width="560" height="315" src="https://www.youtube.com/embed/abc123" title="Lookbook" allowfullscreen></iframe></div>` + "\n")
+		default:
+			img := fmt.Sprintf(`<img class="card__img" src="/img/p%d.jpg" alt="Wool coat %d" loading="lazy" width="320" height="400">`, i, i)
+			if i%3 == 0 {
+				img = fmt.Sprintf(`<img class="card__img" src="https://cdn.example-shop.com/img/p%d.jpg?w=320&amp;q=80" srcset="https://cdn.example-shop.com/img/p%d.jpg?w=640&amp;q=80 2x" alt="Wool coat %d" loading="lazy">`, i, i, i)
+			}
+			fmt.Fprintf(&b, `<div class="card col-6 col-md-4" data-id="%d"><a class="card__link" href="/p/wool-coat-%d">%s<div class="card__body"><span class="card__brand">Example</span> <span class="card__name">Wool coat, model %d</span> <span class="price"><span class="price__value">189,00</span> <span class="price__currency">€</span></span></div></a><button type="button" class="btn btn--add" data-sku="WC-%d">Add to cart</button></div>`+"\n", i, i, img, i, i)
+		}
+	}
+	b.WriteString(`</main>
+<footer class="site-footer"><p>&copy; Example Shop &middot; <a href="/privacy">Privacy</a></p></footer>
+<script src="/assets/js/app.min.js" defer></script>
+</body>
+</html>
+`)
 	return b.Bytes()
 }
 
 func BenchmarkRewrite(b *testing.B) {
-	for _, size := range []struct {
-		name string
-		n    int
-	}{{"10KiB", 10 << 10}, {"100KiB", 100 << 10}, {"1MiB", 1 << 20}} {
-		page := benchPage(size.n)
-		b.Run(size.name, func(b *testing.B) {
-			b.SetBytes(int64(len(page)))
-			b.ReportAllocs()
-			p := testPolicy{granted: map[string]bool{"necessary": true}}
-			for b.Loop() {
-				if _, err := Rewrite(io.Discard, bytes.NewReader(page), p); err != nil {
-					b.Fatal(err)
+	for _, impl := range []struct {
+		name    string
+		rewrite func(io.Writer, io.Reader, Policy) (Stats, error)
+	}{{"scanner", Rewrite}, {"reference", rewriteReference}} {
+		for _, size := range []struct {
+			name string
+			n    int
+		}{{"10KiB", 10 << 10}, {"100KiB", 100 << 10}, {"1MiB", 1 << 20}} {
+			page := benchPage(size.n)
+			b.Run(impl.name+"/"+size.name, func(b *testing.B) {
+				b.SetBytes(int64(len(page)))
+				b.ReportAllocs()
+				p := testPolicy{granted: map[string]bool{"necessary": true}}
+				for b.Loop() {
+					if _, err := impl.rewrite(io.Discard, bytes.NewReader(page), p); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
