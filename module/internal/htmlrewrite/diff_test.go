@@ -2,6 +2,7 @@ package htmlrewrite
 
 import (
 	"bytes"
+	"errors"
 	"hash/fnv"
 	"io"
 	"math/rand/v2"
@@ -101,6 +102,49 @@ func checkSameAsReference(t *testing.T, in []byte) {
 				t.Fatalf("policy %d, reading %s: input\n%q\n got %q %+v\nwant %q %+v", pi, name, in, got.Bytes(), st, want.Bytes(), wantSt)
 			}
 		}
+		// A read error ends the rewrite as EOF would, then is returned.
+		want.Reset()
+		wantSt, wantErr := rewriteReference(&want, io.MultiReader(bytes.NewReader(in), iotest.ErrReader(errBoom)), p)
+		var got bytes.Buffer
+		st, err := Rewrite(&got, iotest.HalfReader(io.MultiReader(bytes.NewReader(in), iotest.ErrReader(errBoom))), p)
+		if err != errBoom || wantErr != errBoom || !bytes.Equal(got.Bytes(), want.Bytes()) || st != wantSt {
+			t.Fatalf("policy %d, read error: input\n%q\n got %q %+v %v\nwant %q %+v %v", pi, in, got.Bytes(), st, err, want.Bytes(), wantSt, wantErr)
+		}
+	}
+}
+
+var errBoom = errors.New("boom")
+
+// failingWriter fails once it has taken n bytes.
+type failingWriter struct{ n int }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		k := w.n
+		w.n = 0
+		return k, errBoom
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+func TestWriteError(t *testing.T) {
+	page := benchPage(200 << 10)
+	for _, n := range []int{0, 1, 100, 40 << 10, 150 << 10} {
+		if _, err := Rewrite(&failingWriter{n: n}, bytes.NewReader(page), diffPolicies[0]); err != errBoom {
+			t.Errorf("after %d bytes: err = %v", n, err)
+		}
+	}
+}
+
+// stallingReader returns (0, nil) forever.
+type stallingReader struct{}
+
+func (stallingReader) Read([]byte) (int, error) { return 0, nil }
+
+func TestNoProgress(t *testing.T) {
+	if _, err := Rewrite(io.Discard, stallingReader{}, diffPolicies[0]); err != io.ErrNoProgress {
+		t.Fatalf("err = %v", err)
 	}
 }
 
@@ -149,6 +193,9 @@ var trickyHTML = []string{
 	`<a =b =c>`, `<a = b>`, `<a b = "c">`, `<a b="c"d>`, `<a b='c'/>`, `<a/b/c>`, `<a b=c/>`, `<a"b" c>`, `<a b	c
  d=e>`,
 	`<head><link rel=stylesheet href=/a.css></head><body>`, `<body><head></head>`, `</head>`, `<body/>`, `</head x=">"><body>`, `<html lang="a&amp;b" lang=c><head></head>`,
+	`<script data-consent=analytics a=1 b=2 c=3 d=4 e=5 f=6 g=7 h=8 i=9 j=10 k=11 l=12 m=13 n=14 o=15 p=16 q=17 A=18 />`,
+	`<script data-consent=analytics a=1 b=2 c=3 d=4 e=5 f=6 g=7 h=8 i=9 j=10 k=11 l=12 m=13 n=14 o=15 p=16 q=17 A=/>x</script>`,
+	`<iframe src=//m/v x="&#" y="&;" z="&#x" w="&" v="&#xZ" s="& x&#;x" u="&#9;&#x9" t="&AMP;&LT&GT;&QUOT&Amp;&fjlig;&NotEqualTilde;"></iframe>`,
 	`<div <<p>unclosed "quote <script src=x`, `a < b > c <3 <-- <!a <?`, `<<script>fb</script>`, `<</script>`,
 	strings.Repeat(`<div class="x"><a href="/y">z</a></div>`, 50) + `<script>fb()</script>`,
 }
@@ -192,4 +239,32 @@ func FuzzRewriteDiff(f *testing.F) {
 		}
 		checkSameAsReference(t, in)
 	})
+}
+
+// markupWords are the pieces TestRewriteMatchesReferenceOnRandomMarkup
+// strings together: the bytes where tokenizer states change, the names
+// and attributes the rewriter acts on, and the values the policies know.
+var markupWords = strings.Fields(`< > </ / = " ' - -- --> --!> <!-- <! <? ! <!-> <!--> <script <script> </script> </script
+	<!--<script> <SCRIPT </SCRIPT > script iframe <iframe </iframe> <noscript> </noscript> noscript <img <IMG <source <link
+	<video <audio <object <embed <style> </style> <title> </title> <textarea> </textarea> <xmp> <plaintext> <noembed> </noframes
+	<html <head> </head> <body> <body <p> <div a src= srcset= href= data= poster= data-consent= type= lang=
+	//a/x //m/y //n/z https://www.youtube.com/embed/v https:\\a\x https:&#x2f;&#x2f;a/x https:&sol;&sol;m analytics marketing
+	necessary text/plain module text/javascript application/json fb() ga() x 1x, 2x &amp; &#0; &lt; &nbsp; &ampx &eacute = ;`)
+
+func TestRewriteMatchesReferenceOnRandomMarkup(t *testing.T) {
+	n := 20000
+	if testing.Short() {
+		n = 2000
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	seps := []string{"", "", "", " ", "\n", "\t", "\x00", "\r", "\xff"}
+	var b bytes.Buffer
+	for range n {
+		b.Reset()
+		for range 1 + rnd.IntN(40) {
+			b.WriteString(markupWords[rnd.IntN(len(markupWords))])
+			b.WriteString(seps[rnd.IntN(len(seps))])
+		}
+		checkSameAsReference(t, b.Bytes())
+	}
 }

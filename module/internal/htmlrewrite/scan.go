@@ -188,7 +188,9 @@ func (rw *rewriter) run(r io.Reader) error {
 			}
 			return rerr
 		}
-		n = copy(buf, buf[c:n])
+		if c > 0 {
+			n = copy(buf, buf[c:n])
+		}
 		if n == len(buf) {
 			// One token fills the buffer: the tokenizer too holds a token
 			// whole.

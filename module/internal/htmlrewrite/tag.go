@@ -98,6 +98,18 @@ func scanTag(t []byte, s *tagScan, attrs *[]attrSpan) int {
 				s.keyStart = i
 				i++
 				st = tsKey
+				// Most attributes are key="value": read one whole.
+				for i < len(t) && tagClass[t[i]] == 0 {
+					i++
+				}
+				if i+1 < len(t) && t[i] == '=' && (t[i+1] == '"' || t[i+1] == '\'') {
+					if j := bytes.IndexByte(t[i+2:], t[i+1]); j >= 0 {
+						s.keyEnd = i
+						addAttr(s, attrs, i+2, i+2+j)
+						i += 2 + j + 1
+						st = tsBeforeAttr
+					}
+				}
 			}
 		case tsKey:
 			for i < len(t) && tagClass[t[i]] == 0 {
@@ -231,16 +243,6 @@ func (ta *tagAttrs) value(name string) (string, bool) {
 	return "", false
 }
 
-// has reports whether there is an attribute called name.
-func (ta *tagAttrs) has(name string) bool {
-	for _, a := range ta.spans {
-		if keyIs(ta.raw[a.k0:a.k1], name) {
-			return true
-		}
-	}
-	return false
-}
-
 // unique returns the spans the tokenizer keeps: the first of each name.
 func (ta *tagAttrs) unique() []attrSpan {
 	var out []attrSpan
@@ -318,15 +320,39 @@ func (ta *tagAttrs) selfClosing() bool {
 	if n < 2 || ta.raw[n-2] != '/' {
 		return false
 	}
-	u := ta.unique()
-	return len(u) == 0 || n-2 != u[len(u)-1].v1-1
+	last, ok := ta.lastUnique()
+	return !ok || n-2 != last.v1-1
+}
+
+// lastUnique returns the last attribute the tokenizer keeps.
+func (ta *tagAttrs) lastUnique() (attrSpan, bool) {
+	if len(ta.spans) > 16 {
+		u := ta.unique() // not empty: the first attribute is always kept
+		return u[len(u)-1], true
+	}
+outer:
+	for i := len(ta.spans) - 1; i >= 0; i-- {
+		a := ta.spans[i]
+		for _, b := range ta.spans[:i] {
+			if asciiEqualFold(ta.raw[b.k0:b.k1], ta.raw[a.k0:a.k1]) {
+				continue outer
+			}
+		}
+		return a, true
+	}
+	return attrSpan{}, false
 }
 
 // decode decodes a raw attribute value as the tokenizer's TagAttr does:
 // NUL to U+FFFD, CR and CRLF to LF, then character references.
 func (ta *tagAttrs) decode(v []byte) string {
-	if bytes.IndexByte(v, 0) < 0 && bytes.IndexByte(v, '\r') < 0 && bytes.IndexByte(v, '&') < 0 {
-		return string(v)
+	amp := bytes.IndexByte(v, '&') >= 0
+	if bytes.IndexByte(v, 0) < 0 && bytes.IndexByte(v, '\r') < 0 {
+		if !amp {
+			return string(v)
+		}
+		ta.buf = unescapeAttr(ta.buf[:0], v)
+		return string(ta.buf)
 	}
 	b := ta.buf[:0]
 	for i := 0; i < len(v); i++ {
