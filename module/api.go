@@ -103,6 +103,8 @@ func (h *Handler) routeAPI(w http.ResponseWriter, r *http.Request, d *Decision) 
 		}
 	}
 	switch name {
+	case "records":
+		return h.serveRecords(w, r, d)
 	case "state":
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
@@ -200,6 +202,10 @@ func (h *Handler) postState(w http.ResponseWriter, r *http.Request, d *Decision)
 	http.SetCookie(w, cookie)
 	if r.Header.Get(TokenHeader) != "" {
 		w.Header().Set(TokenHeader, cookie.Value)
+	}
+	// Categories refused now lose the cookies the browser still holds.
+	for _, c := range h.expiredCookies(r, nd.Granted) {
+		w.Header().Add("Set-Cookie", c)
 	}
 	if method == MethodForm {
 		http.Redirect(w, r, returnTo(r), http.StatusSeeOther)
@@ -328,13 +334,24 @@ func (h *Handler) commitAt(r *http.Request, d *Decision, granted policy.Set, met
 		Site: d.SiteID, ID: id.String(), Time: now, PolicyVersion: policyVersion,
 		Granted: nd.GrantedNames(), Denied: nd.DeniedNames(), Method: method,
 		Regime: d.Regime, GPC: d.GPC, DNT: d.DNT, Country: d.Country,
-		IP: truncateIP(clientIP(r)),
+		IP: truncateIP(clientIP(r)), Lang: h.recordLang(r),
 	}
+	rec.Shown = h.shown(d.SiteID, rec.Lang)
 	if err := h.app.store.Append(rec); err != nil {
 		h.logger.Error("recording consent decision", zap.Error(err))
 		return nil, nil, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("recording consent decision: %w", err))
 	}
-	h.app.metrics.decisions.WithLabelValues(h.label, method).Inc()
+	m := h.app.metrics
+	m.decisions.WithLabelValues(h.label, method).Inc()
+	for _, c := range rec.Granted {
+		m.choices.WithLabelValues(h.label, c, "granted", rec.Regime).Inc()
+	}
+	for _, c := range rec.Denied {
+		m.choices.WithLabelValues(h.label, c, "denied", rec.Regime).Inc()
+	}
+	if method == MethodWithdrawal {
+		m.withdrawals.WithLabelValues(h.label).Inc()
+	}
 	text, err := token.Encode(h.app.keys.Signing(), d.SiteID, token.Claims{
 		Flags: flags, ID: id, Issued: issued, Policy: policyVersion, Granted: rec.Granted,
 	})

@@ -3,12 +3,16 @@
 package consentgate
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -30,7 +34,10 @@ func init() {
 // old one opened instead of opening it a second time.
 var storePool = caddy.NewUsagePool()
 
-type storeCloser struct{ *store.Store }
+type storeCloser struct {
+	*store.Store
+	sets *visitorSets
+}
 
 func (s storeCloser) Destruct() error { return s.Close() }
 
@@ -69,6 +76,18 @@ type App struct {
 	// Default: 7 years (61320h).
 	Retention caddy.Duration `json:"retention,omitempty"`
 
+	// EncryptionKeyFile holds the key that encrypts the store at rest:
+	// exactly 32 random bytes (as `head -c 32 /dev/urandom` writes), or
+	// their base64 or hex. Default: none, the store is not encrypted. A
+	// store, once encrypted, opens only with its key; rotate it with
+	// `consentgate consent rotate-keys --storage DIR --old-key-file OLD
+	// --new-key-file NEW` while stopped.
+	EncryptionKeyFile string `json:"encryption_key_file,omitempty"`
+
+	// KAnonymity is the smallest count published in statistics meant for
+	// sharing: cells below it are suppressed. Default: 5.
+	KAnonymity int `json:"k_anonymity,omitempty"`
+
 	storeKey string
 	store    *store.Store
 	keys     *token.Keyring
@@ -77,8 +96,16 @@ type App struct {
 	logger   *zap.Logger
 
 	privacy *appPrivacy
+	sets    *visitorSets
+	tally   *tally
+	encKey  []byte
+	stop    chan struct{}
 	now     func() time.Time // injected clock for tests
 }
+
+// activeApp is the running consent app, for the admin API (admin modules
+// are provisioned before apps, and must not create one).
+var activeApp atomic.Pointer[App]
 
 // appPrivacy holds the pseudonymiser, made on first use.
 type appPrivacy struct {
@@ -108,21 +135,36 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("consent storage %s: %w", a.Storage, err)
 	}
-	a.storeKey = dir
+	if a.EncryptionKeyFile != "" {
+		if a.encKey, err = readEncryptionKey(a.EncryptionKeyFile); err != nil {
+			return err
+		}
+	}
 	val, _, err := storePool.LoadOrNew(dir, func() (caddy.Destructor, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating consent storage: %w", err)
 		}
-		s, err := store.Open(dir, store.Options{Retention: time.Duration(a.Retention)})
+		s, err := store.Open(dir, store.Options{Retention: time.Duration(a.Retention), EncryptionKey: a.encKey})
 		if err != nil {
 			return nil, err
 		}
-		return storeCloser{s}, nil
+		sets, err := newVisitorSets(s)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		return storeCloser{s, sets}, nil
 	})
 	if err != nil {
 		return err
 	}
-	a.store = val.(storeCloser).Store
+	a.storeKey = dir
+	sc := val.(storeCloser)
+	a.store, a.sets = sc.Store, sc.sets
+	a.tally = new(tally)
+	if sc.Encrypted() != (a.encKey != nil) {
+		return fmt.Errorf("consent storage %s is already open with a different encryption setting (encryption_key_file changes need a restart)", dir)
+	}
 	a.store.SetRetention(time.Duration(a.Retention))
 
 	if a.keys, err = a.loadKeys(); err != nil {
@@ -158,14 +200,61 @@ func (a *App) Validate() error {
 	if a.GeoIPReload < 0 {
 		return errors.New("geoip_reload must not be negative")
 	}
+	if a.KAnonymity < 0 {
+		return errors.New("k_anonymity must not be negative")
+	}
 	return nil
 }
 
-// Start implements caddy.App; the store is opened in Provision.
-func (a *App) Start() error { return nil }
+// Start implements caddy.App; the store is opened in Provision. It starts
+// flushing enforcement counts and watching request deadlines, and makes
+// this app the one the admin API serves.
+func (a *App) Start() error {
+	a.stop = make(chan struct{})
+	go a.maintain(a.stop)
+	activeApp.Store(a)
+	return nil
+}
 
 // Stop implements caddy.App.
-func (a *App) Stop() error { return nil }
+func (a *App) Stop() error {
+	activeApp.CompareAndSwap(a, nil)
+	if a.stop != nil {
+		close(a.stop)
+		a.stop = nil
+	}
+	if err := a.flushTally(); err != nil {
+		a.logger.Error("storing enforcement counts", zap.Error(err))
+	}
+	return nil
+}
+
+// kAnonymity is the configured k, default 5.
+func (a *App) kAnonymity() int {
+	if a.KAnonymity == 0 {
+		return 5
+	}
+	return a.KAnonymity
+}
+
+// readEncryptionKey reads a 32-byte key: raw, base64 or hex.
+func readEncryptionKey(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading encryption key file: %w", err)
+	}
+	if len(data) == 32 {
+		return data, nil
+	}
+	text := strings.TrimSpace(string(data))
+	if k, err := hex.DecodeString(text); err == nil && len(k) == 32 {
+		return k, nil
+	}
+	if k, err := base64.StdEncoding.DecodeString(text); err == nil && len(k) == 32 {
+		return k, nil
+	}
+	return nil, fmt.Errorf("encryption key file %s must hold exactly 32 bytes (head -c 32 /dev/urandom), or their hex or base64; it holds %d bytes", path, len(data))
+}
 
 // Cleanup releases this config's hold on the store and closes the GeoIP
 // database. The store itself closes when no config uses it any more.
@@ -287,6 +376,11 @@ type metrics struct {
 	cookiesHeld  *prometheus.CounterVec
 	unclassified *prometheus.CounterVec
 	elements     *prometheus.CounterVec
+	choices      *prometheus.CounterVec
+	withdrawals  *prometheus.CounterVec
+	requests     *prometheus.CounterVec
+	pending      prometheus.Gauge
+	overdue      prometheus.Gauge
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -307,10 +401,35 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Namespace: "consentgate", Name: "elements_blocked_total",
 			Help: "Scripts, iframes and images of refused categories neutralised in HTML, by site and element.",
 		}, []string{"site", "element"}),
+		choices: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "consentgate", Name: "decisions_total",
+			Help: "Consent choices recorded, by site, category, choice (granted or denied) and regime.",
+		}, []string{"site", "category", "choice", "regime"}),
+		withdrawals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "consentgate", Name: "withdrawals_total",
+			Help: "Consent withdrawals recorded, by site.",
+		}, []string{"site"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "consentgate", Name: "dsr_total",
+			Help: "Data-subject requests answered, by site and type (access, export, correction, restriction, erasure).",
+		}, []string{"site", "type"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "consentgate", Name: "dsr_pending",
+			Help: "Data-subject requests waiting for an operator.",
+		}),
+		overdue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "consentgate", Name: "dsr_overdue",
+			Help: "Data-subject requests past their 30-day deadline.",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
+	m.choices = register(reg, m.choices)
+	m.withdrawals = register(reg, m.withdrawals)
+	m.requests = register(reg, m.requests)
+	m.pending = registerGauge(reg, m.pending)
+	m.overdue = registerGauge(reg, m.overdue)
 	m.decisions = register(reg, m.decisions)
 	m.cookiesHeld = register(reg, m.cookiesHeld)
 	m.unclassified = register(reg, m.unclassified)
@@ -328,6 +447,18 @@ func register(reg *prometheus.Registry, c *prometheus.CounterVec) *prometheus.Co
 		}
 	}
 	return c
+}
+
+func registerGauge(reg *prometheus.Registry, g prometheus.Gauge) prometheus.Gauge {
+	if err := reg.Register(g); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(prometheus.Gauge); ok {
+				return existing
+			}
+		}
+	}
+	return g
 }
 
 // Interface guards

@@ -261,7 +261,7 @@ type settingsPage struct {
 	Decided, Reconsent, GPC                bool
 	ID, PolicyVersion                      string
 	Issued, IssuedISO, Expires, ExpiresISO string
-	RecordsURL, EraseURL                   string
+	RecordsURL, EraseURL, Erased           string
 }
 
 // serveSettings renders the settings page: a plain form that works
@@ -274,6 +274,12 @@ func (h *Handler) serveSettings(w http.ResponseWriter, r *http.Request, d *Decis
 		PolicyURL: h.PolicyURL, T: t, Categories: h.categoriesFor(t, d), Decided: d.Decided,
 		Reconsent: !d.Decided && !d.previous.IsZero(), GPC: d.GPC,
 		ID: d.IDString(), PolicyVersion: d.PolicyVersion,
+	}
+	if _, ok := visitorID(d); ok {
+		p.RecordsURL, p.EraseURL = h.APIPrefix+"records", h.APIPrefix+"records"
+	}
+	if e := r.URL.Query().Get("erased"); len(e) == 32 && strings.Trim(e, "0123456789abcdef") == "" {
+		p.Erased = e
 	}
 	if d.Decided {
 		p.Issued, p.IssuedISO = d.Issued.UTC().Format("2006-01-02 15:04 UTC"), d.Issued.UTC().Format(time.RFC3339)
@@ -425,7 +431,7 @@ func (rw *responseWriter) startHTML() {
 			if ferr := bw.Flush(); err == nil {
 				err = ferr
 			}
-			rw.h.countHeld(st)
+			rw.h.countHeld(rw.d.SiteID, st)
 		}
 		// Drain what the handler still writes so it never blocks.
 		pr.CloseWithError(err)

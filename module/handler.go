@@ -176,6 +176,8 @@ type Handler struct {
 	label   string // Site, or "any" when sites follow the host: for metrics and logs
 	held    heldCounters
 	scratch *sync.Pool // *[token.ScratchLen]byte for token verification
+	// shownHashes caches the hash of the policy snapshot per language.
+	shownHashes *shownCache
 }
 
 // heldCounters are the blocked-cookie counters of this handler, resolved
@@ -341,6 +343,7 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	}
 	h.held.init(h.app.metrics, h.label, h.Categories)
 	h.scratch = &sync.Pool{New: func() any { return new([token.ScratchLen]byte) }}
+	h.shownHashes = new(shownCache)
 	h.gpcDate = h.now().UTC().Format("2006-01-02")
 	if stored, err := h.app.store.PutIfAbsent("gpc/"+h.label, []byte(h.gpcDate)); err == nil {
 		h.gpcDate = string(stored)
@@ -472,7 +475,7 @@ func (h *Handler) decide(r *http.Request, d *Decision) {
 		buf := h.scratch.Get().(*[token.ScratchLen]byte)
 		defer h.scratch.Put(buf)
 		var v token.View
-		if token.Verify(h.app.keys, d.SiteID, text, buf[:0], &v) == nil {
+		if token.Verify(h.app.keys, d.SiteID, text, buf[:0], &v) == nil && !h.app.sets.revokedID(d.SiteID, v.ID) {
 			now := h.now()
 			issued := time.Unix(v.Issued, 0)
 			expires := issued.Add(time.Duration(h.Lifetime))
@@ -681,8 +684,11 @@ func (h *Handler) reportUnknown(name string) {
 }
 
 // countHeld counts what the HTML rewriter held back.
-func (h *Handler) countHeld(st htmlrewrite.Stats) {
+func (h *Handler) countHeld(site string, st htmlrewrite.Stats) {
 	m := h.app.metrics
+	h.app.enforced(site, "script_neutralised", "-", st.Scripts)
+	h.app.enforced(site, "embed_neutralised", "-", st.Iframes)
+	h.app.enforced(site, "pixel_removed", "-", st.Images)
 	if st.Scripts > 0 {
 		m.elements.WithLabelValues(h.label, "script").Add(float64(st.Scripts))
 	}
@@ -750,6 +756,7 @@ func (h *Handler) filterRequestCookies(r *http.Request, d *Decision) {
 				if c, ok := h.held.request[category]; ok {
 					c.Inc()
 				}
+				h.app.enforced(d.SiteID, "cookie_removed", category, 1)
 				continue
 			}
 			kept = append(kept, p.Raw)
@@ -779,6 +786,7 @@ func (h *Handler) filterSetCookies(hdr http.Header, d *Decision) {
 			if c, ok := h.held.response[category]; ok {
 				c.Inc()
 			}
+			h.app.enforced(d.SiteID, "cookie_dropped", category, 1)
 			if c := h.logger.Check(zapcore.DebugLevel, "dropped set-cookie"); c != nil {
 				c.Write(zap.String("cookie", cookies.SetCookieName(line)), zap.String("category", category))
 			}

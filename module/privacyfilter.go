@@ -83,6 +83,11 @@ type PrivacyFilter struct {
 	// and search terms such as q, query, search, s).
 	DenyParams []string `json:"deny_params,omitempty"`
 
+	// CountPageviews counts the beacons that pass, per site, day and
+	// country, in the consent store's aggregate statistics (no
+	// identifiers). Default: off.
+	CountPageviews bool `json:"count_pageviews,omitempty"`
+
 	profile *beacon.Profile
 	urls    anonymize.URLPolicy
 	app     *App
@@ -203,13 +208,21 @@ var dropHeaders = []string{
 func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	d := DecisionFromRequest(r)
 	analytics := d.Has("analytics")
+	site := f.siteOf(r, d)
+	if d != nil && d.Decided && f.app.sets.isRestricted(d.SiteID, d.ID.String()) {
+		// The visitor restricted processing: nothing reaches analytics.
+		f.app.enforced(site, "beacon_dropped", "restricted", 1)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
 	if !analytics && f.WithoutConsent == "drop" {
+		f.app.enforced(site, "beacon_dropped", "analytics", 1)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
 	ip := clientIP(r)
 	userAgent := r.Header.Get("User-Agent")
-	env := &filterEnv{f: f, d: d, analytics: analytics, ip: ip, ua: userAgent, site: f.siteOf(r, d)}
+	env := &filterEnv{f: f, d: d, analytics: analytics, ip: ip, ua: userAgent, site: site}
 	env.urls = f.urls
 	env.urls.KeepClickIDs = d.Has("marketing")
 
@@ -219,9 +232,11 @@ func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 		// A profile that takes no query (JSON-only formats) sends none.
 		if f.profile.Query.Known() {
 			var err error
-			if q, _, err = f.profile.Query.RewriteQuery(r.URL.RawQuery, env); err != nil {
+			var st beacon.Stats
+			if q, st, err = f.profile.Query.RewriteQuery(r.URL.RawQuery, env); err != nil {
 				return caddyhttp.Error(http.StatusBadRequest, err)
 			}
+			env.add(st)
 		}
 		r.URL.RawQuery = q
 		r.URL.ForceQuery = false
@@ -270,6 +285,11 @@ func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 		repl.Set("http.ua.device", info.Device)
 		repl.Set("http.geo.region", region)
 		repl.Set("http.privacy.visitor", env.visitor())
+	}
+	f.app.enforced(site, "field_removed", "analytics", env.stats.Dropped)
+	f.app.enforced(site, "field_pseudonymised", "analytics", env.stats.Pseudonymised)
+	if f.CountPageviews {
+		f.app.pageview(site, country)
 	}
 	return next.ServeHTTP(&noCookieWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}, r)
 }
@@ -385,7 +405,9 @@ func (f *PrivacyFilter) rewriteBody(r *http.Request, env *filterEnv) error {
 		if !f.profile.JSON.Known() {
 			return caddyhttp.Error(http.StatusUnsupportedMediaType, errors.New("this profile takes no JSON body"))
 		}
-		out, _, err = f.profile.JSON.RewriteJSON(trimmed, env)
+		var st beacon.Stats
+		out, st, err = f.profile.JSON.RewriteJSON(trimmed, env)
+		env.add(st)
 		if err != nil {
 			return caddyhttp.Error(http.StatusBadRequest, err)
 		}
@@ -397,7 +419,8 @@ func (f *PrivacyFilter) rewriteBody(r *http.Request, env *filterEnv) error {
 		}
 		var b bytes.Buffer
 		for i, line := range lines {
-			q, _, err := f.profile.Query.RewriteQuery(string(bytes.TrimSpace(line)), env)
+			q, st, err := f.profile.Query.RewriteQuery(string(bytes.TrimSpace(line)), env)
+			env.add(st)
 			if err != nil {
 				return caddyhttp.Error(http.StatusBadRequest, err)
 			}
@@ -427,6 +450,13 @@ type filterEnv struct {
 	site      string
 	urls      anonymize.URLPolicy
 	pseudonym string
+	stats     beacon.Stats
+}
+
+func (e *filterEnv) add(st beacon.Stats) {
+	e.stats.Dropped += st.Dropped
+	e.stats.Pseudonymised += st.Pseudonymised
+	e.stats.Changed += st.Changed
 }
 
 // ID replaces an identifier: with analytics consent, a keyed pseudonym of
@@ -533,6 +563,7 @@ func parsePrivacyFilter(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		unknown_fields  drop|keep
 //		field           <name|prefix*|json.path> <action>
 //		deny_params     <name...>
+//		count_pageviews
 //	}
 func (f *PrivacyFilter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
@@ -580,6 +611,11 @@ func (f *PrivacyFilter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			f.Fields[args[0]] = args[1]
 		case "deny_params":
 			f.DenyParams = append(f.DenyParams, d.RemainingArgs()...)
+		case "count_pageviews":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			f.CountPageviews = true
 		default:
 			return d.Errf("unrecognized privacy_filter option %q", d.Val())
 		}

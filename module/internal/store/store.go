@@ -407,6 +407,12 @@ func (s *Store) Put(key string, value []byte) error {
 	return s.write(newPending([]byte(key), value, 0))
 }
 
+// PutWithRetention stores value under key durably, expiring with the
+// records.
+func (s *Store) PutWithRetention(key string, value []byte) error {
+	return s.write(newPending([]byte(key), value, s.Retention()))
+}
+
 // PutIfAbsent stores value under key unless the key exists, and returns the
 // value that is stored afterwards. It is how concurrent first starts agree
 // on one generated secret.
