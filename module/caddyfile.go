@@ -30,6 +30,8 @@ func init() {
 //		geoip_reload <duration>
 //		retention    <duration>
 //		pseudonym_key_file <path>
+//		encryption_key_file <path>
+//		k_anonymity  <k>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -60,6 +62,17 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &a.Retention)
 		case "pseudonym_key_file":
 			err = oneArg(d, &a.PseudonymKeyFile)
+		case "encryption_key_file":
+			err = oneArg(d, &a.EncryptionKeyFile)
+		case "k_anonymity":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				n, perr := strconv.Atoi(v)
+				if perr != nil || n < 1 {
+					return d.Errf("k_anonymity must be a whole number of at least 1, got %q", v)
+				}
+				a.KAnonymity = n
+			}
 		default:
 			return d.Errf("unrecognized consent option %q", d.Val())
 		}
