@@ -83,6 +83,10 @@ func refused(p Policy, list string) bool {
 func classifyURL(p Policy, raw string) (Classification, bool) {
 	// Browsers treat backslashes in http(s) URLs as slashes.
 	raw = strings.ReplaceAll(strings.TrimSpace(raw), `\`, "/")
+	if !strings.Contains(raw, "//") {
+		// Relative: url.Parse finds a host only after "//".
+		return Classification{}, false
+	}
 	if strings.HasPrefix(raw, "//") {
 		raw = "https:" + raw
 	}

@@ -225,22 +225,40 @@ func benchPage(size int) []byte {
 	return b.Bytes()
 }
 
+// cgbenchPage is the page cmd/cgbench serves: dense markup, every image
+// local.
+func cgbenchPage(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
+<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>
+<script>fbq('init','1');</script></head><body>`)
+	for b.Len() < size {
+		b.WriteString(`<div class="product"><h2>Product</h2><p>Description with <a href="/p/1">a link</a> and <b>bold</b> words.</p><img src="/img/p1.jpg" alt="p"></div>` + "\n")
+	}
+	b.WriteString(`<iframe src="https://www.youtube.com/embed/x"></iframe></body></html>`)
+	return b.Bytes()
+}
+
 func BenchmarkRewrite(b *testing.B) {
 	for _, impl := range []struct {
 		name    string
 		rewrite func(io.Writer, io.Reader, Policy) (Stats, error)
 	}{{"scanner", Rewrite}, {"reference", rewriteReference}} {
-		for _, size := range []struct {
+		for _, page := range []struct {
 			name string
-			n    int
-		}{{"10KiB", 10 << 10}, {"100KiB", 100 << 10}, {"1MiB", 1 << 20}} {
-			page := benchPage(size.n)
-			b.Run(impl.name+"/"+size.name, func(b *testing.B) {
-				b.SetBytes(int64(len(page)))
+			html []byte
+		}{
+			{"10KiB", benchPage(10 << 10)},
+			{"100KiB", benchPage(100 << 10)},
+			{"1MiB", benchPage(1 << 20)},
+			{"cgbench50KiB", cgbenchPage(50 << 10)},
+		} {
+			b.Run(impl.name+"/"+page.name, func(b *testing.B) {
+				b.SetBytes(int64(len(page.html)))
 				b.ReportAllocs()
 				p := testPolicy{granted: map[string]bool{"necessary": true}}
 				for b.Loop() {
-					if _, err := impl.rewrite(io.Discard, bytes.NewReader(page), p); err != nil {
+					if _, err := impl.rewrite(io.Discard, bytes.NewReader(page.html), p); err != nil {
 						b.Fatal(err)
 					}
 				}

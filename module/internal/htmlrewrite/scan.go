@@ -248,17 +248,9 @@ func (rw *rewriter) feed(b []byte, atEOF bool) int {
 		var stop bool
 		switch rw.mode {
 		case inData:
-			j := bytes.IndexByte(b[i:], '<')
-			if j < 0 {
-				return rw.flush(b, len(b))
-			}
-			i += j
-			if i+2 < len(b) && isLetter(b[i+1]) {
-				// A start tag, the most common markup.
-				rw.tag = tagScan{pos: 2}
-				rw.spans = rw.spans[:0]
-				i, stop = rw.tagStep(b, i, atEOF)
-				break
+			i = rw.skipData(b, i)
+			if i == len(b) {
+				return rw.flush(b, i)
 			}
 			rw.mode = inMarkup
 			continue
@@ -289,6 +281,76 @@ func (rw *rewriter) feed(b []byte, atEOF bool) int {
 		}
 	}
 	return i
+}
+
+// skipData passes over text and the tags whose names do not matter,
+// which are most of a page, and returns the offset of the first other
+// markup, or len(b).
+func (rw *rewriter) skipData(b []byte, i int) int {
+	for {
+		j := bytes.IndexByte(b[i:], '<')
+		if j < 0 {
+			return len(b)
+		}
+		i += j
+		if i+3 >= len(b) {
+			return i
+		}
+		var ts tagScan
+		switch c := b[i+1]; {
+		case isLetter(c):
+			ts.pos = 2
+		case c == '/' && isLetter(b[i+2]):
+			ts.pos, ts.endTag = 3, true
+		default:
+			return i
+		}
+		if end := simpleTagEnd(b[i:], ts.pos); end > 0 {
+			i += end
+			continue
+		}
+		end := scanTag(b[i:], &ts, nil)
+		if end < 0 || ts.name != elemOther {
+			return i
+		}
+		i += end
+	}
+}
+
+// simpleTagEnd reads the commonest tags, <name> and <name key="value"…>
+// with names that do not matter, a little faster than scanTag; for any
+// other shape it returns 0 and scanTag reads the tag.
+func simpleTagEnd(t []byte, i int) int {
+	start := i - 1
+	for i < len(t) && tagClass[t[i]]&(clSpace|clSlash|clGT) == 0 {
+		i++
+	}
+	if i == len(t) || lookupElem(t[start:i]) != elemOther {
+		return 0
+	}
+	for {
+		switch t[i] {
+		case '>':
+			return i + 1
+		case ' ':
+			i++
+		default:
+			return 0
+		}
+		// An attribute: key="value" or key='value'.
+		k := i
+		for i < len(t) && tagClass[t[i]] == 0 {
+			i++
+		}
+		if i == k || i+1 >= len(t) || t[i] != '=' || (t[i+1] != '"' && t[i+1] != '\'') {
+			return 0
+		}
+		j := bytes.IndexByte(t[i+2:], t[i+1])
+		if j < 0 || i+2+j+1 >= len(t) {
+			return 0
+		}
+		i += 2 + j + 1
+	}
 }
 
 // short is the step's answer when b ends inside the token that starts at

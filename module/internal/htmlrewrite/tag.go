@@ -202,7 +202,7 @@ func scanTag(t []byte, s *tagScan, attrs *[]attrSpan) int {
 }
 
 func addAttr(s *tagScan, attrs *[]attrSpan, v0, v1 int) {
-	if s.record && s.keyEnd > s.keyStart {
+	if s.record && s.keyEnd > s.keyStart && attrs != nil {
 		*attrs = append(*attrs, attrSpan{s.keyStart, s.keyEnd, v0, v1})
 	}
 }
