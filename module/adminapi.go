@@ -488,6 +488,10 @@ func (a *adminAPI) stats(w http.ResponseWriter, r *http.Request, app *App) error
 			}
 		}
 	}
+	// Counts held in memory since the last flush are included.
+	if err := app.flushTally(); err != nil {
+		return err
+	}
 	cells, err := app.store.Stats(q.Get("site"), q.Get("from"), q.Get("to"))
 	if err != nil {
 		return err

@@ -756,7 +756,9 @@ func (h *Handler) filterRequestCookies(r *http.Request, d *Decision) {
 				if c, ok := h.held.request[category]; ok {
 					c.Inc()
 				}
-				h.app.enforced(d.SiteID, "cookie_removed", category, 1)
+				if category != "consent" { // our own cookie stays at the edge
+					h.app.enforced(d.SiteID, "cookie_removed", category, 1)
+				}
 				continue
 			}
 			kept = append(kept, p.Raw)

@@ -190,7 +190,9 @@ func TestAdminConsentAPI(t *testing.T) {
 	v := newClient(t)
 	id := v.postJSON(g.url("/_consent/state"), `{"all":true}`, "X-Forwarded-For", "198.51.100.7").json(t).ID
 	for range 3 {
-		newClient(t).postJSON(g.url("/_consent/state"), `{"none":true}`)
+		refuser := newClient(t)
+		refuser.postJSON(g.url("/_consent/state"), `{"none":true}`)
+		refuser.get(g.url("/"), "Cookie", "_fbp=fb.1.2.3")
 	}
 
 	// Look-up and correction.
@@ -277,8 +279,10 @@ func TestAdminConsentAPI(t *testing.T) {
 			t.Fatalf("a cell below k was shared: %v", c)
 		}
 	}
-	if !strings.Contains(fmt.Sprint(stats["cells"]), "marketing denied") {
-		t.Fatalf("decision counts missing: %v", stats["cells"])
+	for _, want := range []string{"marketing denied", "kind:pageviews", "field_pseudonymised analytics", "beacon_dropped restricted", "cookie_removed marketing"} {
+		if !strings.Contains(fmt.Sprint(stats["cells"]), want) {
+			t.Errorf("stats lack %q: %v", want, stats["cells"])
+		}
 	}
 	if got := g.adminJSON(http.MethodPost, "/consent/purge", "", 200); got["compacted"] != true {
 		t.Fatalf("purge: %v", got)

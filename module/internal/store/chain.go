@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -164,16 +165,24 @@ func (s *Store) appendEntry(txn *badger.Txn, heads map[string]head, p *pending, 
 		prev = h.hash[:]
 	}
 	seq := h.seq + 1
-	digest := sha256.Sum256(p.val)
-	hash := linkHash(p.site, seq, prev, digest)
-	e := Entry{Seq: seq, Hash: hex.EncodeToString(hash[:]), Digest: hex.EncodeToString(digest[:]), Record: p.val}
+	hash := linkHash(p.site, seq, prev, p.digest)
+	// The entry's JSON is assembled by hand: the record is already JSON
+	// (hashed as is), and this runs in the single commit goroutine.
+	val := make([]byte, 0, len(p.val)+256)
+	val = append(val, `{"seq":`...)
+	val = strconv.AppendUint(val, seq, 10)
 	if prev != nil {
-		e.Prev = hex.EncodeToString(prev)
+		val = append(val, `,"prev":"`...)
+		val = hex.AppendEncode(val, prev)
+		val = append(val, '"')
 	}
-	val, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
+	val = append(val, `,"hash":"`...)
+	val = hex.AppendEncode(val, hash[:])
+	val = append(val, `","digest":"`...)
+	val = hex.AppendEncode(val, p.digest[:])
+	val = append(val, `","record":`...)
+	val = append(val, p.val...)
+	val = append(val, '}')
 	if err := set(badger.NewEntry(logKey(p.site, seq), val).WithTTL(ttl)); err != nil {
 		return err
 	}
@@ -181,7 +190,7 @@ func (s *Store) appendEntry(txn *badger.Txn, heads map[string]head, p *pending, 
 		return err
 	}
 	heads[p.site] = head{seq: seq, hash: hash}
-	p.seq, p.hash = seq, e.Hash
+	p.seq = seq
 	return nil
 }
 
@@ -192,7 +201,15 @@ func dim(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return strings.NewReplacer("/", "_", "\x00", "_").Replace(s)
+	if !strings.ContainsAny(s, "/\x00") {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 {
+			return '_'
+		}
+		return r
+	}, s)
 }
 
 // Day is the UTC day of t as the counters key it.
@@ -241,7 +258,7 @@ func (s *Store) AppendSeq(r Record) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	p := &pending{kind: opAppend, site: r.Site, id: r.ID, val: val, counts: decisionCounts(&r), err: make(chan error, 1)}
+	p := &pending{kind: opAppend, site: r.Site, id: r.ID, val: val, digest: sha256.Sum256(val), counts: decisionCounts(&r), err: make(chan error, 1)}
 	if err := s.write(p); err != nil {
 		return 0, err
 	}

@@ -80,9 +80,9 @@ type pending struct {
 	// opAppend: the record's site, consent ID, JSON and counters to bump.
 	site, id string
 	counts   []string
+	digest   [32]byte
 	// set by the commit loop for opAppend
 	seq  uint64
-	hash string
 	err  chan error
 }
 
