@@ -82,8 +82,8 @@ type pending struct {
 	counts   []string
 	digest   [32]byte
 	// set by the commit loop for opAppend
-	seq  uint64
-	err  chan error
+	seq uint64
+	err chan error
 }
 
 // Open opens (or creates) the store in dir with memory options sized for a
