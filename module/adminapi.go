@@ -369,6 +369,7 @@ func (a *adminAPI) listRequests(w http.ResponseWriter, r *http.Request, app *App
 	if err != nil {
 		return err
 	}
+	app.metrics.overdue.Set(float64(overdue))
 	writeJSON(w, http.StatusOK, map[string]any{"requests": out, "overdue": overdue})
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/consentgate/consentgate/module/internal/store"
 )
@@ -400,4 +401,34 @@ http://127.0.0.1:%d {
 		t.Fatalf("decision lost: %+v", st)
 	}
 	p.stop(os.Interrupt)
+}
+
+func TestOverdueRequestsAreFlagged(t *testing.T) {
+	up := newUpstream(t)
+	col := newCollector(t)
+	g := startGateway(t, rightsSite, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "COLLECTOR": col.Listener.Addr().String(), "GLOBAL": ""})
+	id := newClient(t).postJSON(g.url("/_consent/state"), `{"all":true}`).json(t).ID
+	received := time.Now().Add(-31 * 24 * time.Hour).UTC()
+	late := store.Request{ID: store.NewRequestID(received), Type: store.RequestErasure, Site: "shop", Subject: store.Subject("shop", id),
+		ConsentID: id, Via: viaAdmin, Status: store.StatusPending, Received: received, Deadline: received.Add(store.RequestDeadline)}
+	if err := g.store().PutRequest(late); err != nil {
+		t.Fatal(err)
+	}
+	g.adminJSON(http.MethodPost, "/consent/requests", `{"type":"access","site":"shop","id":"`+id+`"}`, 201)
+	got := g.adminJSON(http.MethodGet, "/consent/requests?status=overdue", "", 200)
+	reqs := got["requests"].([]any)
+	if got["overdue"].(float64) != 1 || len(reqs) != 1 || reqs[0].(map[string]any)["id"] != late.ID {
+		t.Fatalf("overdue: %v", got)
+	}
+	if all := g.adminJSON(http.MethodGet, "/consent/requests?status=pending", "", 200); len(all["requests"].([]any)) != 2 {
+		t.Fatalf("pending: %v", all)
+	}
+	if _, m := g.adminDo(http.MethodGet, "/metrics", ""); !strings.Contains(string(m), "consentgate_dsr_overdue 1") || !strings.Contains(string(m), "consentgate_dsr_pending 2") {
+		t.Fatalf("overdue metric missing:\n%s", m)
+	}
+	// Completing the late request clears it.
+	g.adminJSON(http.MethodPost, "/consent/requests/"+late.ID+"/complete", "", 200)
+	if got := g.adminJSON(http.MethodGet, "/consent/requests?status=overdue", "", 200); got["overdue"].(float64) != 0 {
+		t.Fatalf("after completing: %v", got)
+	}
 }
