@@ -2,6 +2,7 @@
 package main
 
 import (
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	// Caddy's standard modules.
@@ -12,5 +13,7 @@ import (
 )
 
 func main() {
+	// Help and usage lines name this binary, not "caddy".
+	caddy.CustomBinaryName = "consentgate"
 	caddycmd.Main()
 }
