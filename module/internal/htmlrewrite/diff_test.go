@@ -252,9 +252,9 @@ var markupWords = strings.Fields(`< > </ / = " ' - -- --> --!> <!-- <! <? ! <!->
 	necessary text/plain module text/javascript application/json fb() ga() x 1x, 2x &amp; &#0; &lt; &nbsp; &ampx &eacute = ;`)
 
 func TestRewriteMatchesReferenceOnRandomMarkup(t *testing.T) {
-	n := 20000
+	n := 5000
 	if testing.Short() {
-		n = 2000
+		n = 500
 	}
 	rnd := rand.New(rand.NewPCG(1, 2))
 	seps := []string{"", "", "", " ", "\n", "\t", "\x00", "\r", "\xff"}

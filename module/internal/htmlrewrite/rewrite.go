@@ -37,7 +37,8 @@ type Policy interface {
 	// ClassifyURL classifies a script, iframe or image URL by host (and
 	// path); ok is false for unknown URLs.
 	ClassifyURL(u *url.URL) (Classification, bool)
-	// ClassifyInline classifies an inline script by its content.
+	// ClassifyInline classifies an inline script by its content; code is
+	// the rewriter's buffer, valid only during the call.
 	ClassifyInline(code []byte) (Classification, bool)
 	// Inject returns the markup to insert, given the page's lang attribute.
 	Inject(lang string) []byte

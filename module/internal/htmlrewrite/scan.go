@@ -305,37 +305,54 @@ func (rw *rewriter) skipData(b []byte, i int) int {
 		default:
 			return i
 		}
-		if end := simpleTagEnd(b[i:], ts.pos); end > 0 {
-			i += end
-			continue
+		end, name := simpleTagEnd(b[i:], ts.pos)
+		if end == 0 {
+			end = scanTag(b[i:], &ts, nil)
+			name = ts.name
 		}
-		end := scanTag(b[i:], &ts, nil)
-		if end < 0 || ts.name != elemOther {
+		if end < 0 || !passes(name, ts.endTag, b[i:i+end]) {
 			return i
 		}
 		i += end
 	}
 }
 
-// simpleTagEnd reads the commonest tags, <name> and <name key="value"…>
-// with names that do not matter, a little faster than scanTag; for any
-// other shape it returns 0 and scanTag reads the tag.
-func simpleTagEnd(t []byte, i int) int {
+// passes reports whether a whole tag needs nothing from the rewriter: an
+// end tag other than </head> and </iframe>, a URL-loading start tag with
+// no absolute URL, or any tag of an element the rewriter does not know.
+func passes(name elem, endTag bool, raw []byte) bool {
+	switch {
+	case name == elemOther:
+		return true
+	case endTag:
+		return name != elemHead && name != elemIframe
+	case name.resource():
+		return !mayMatter(raw)
+	}
+	return false
+}
+
+// simpleTagEnd reads the commonest shapes of tag, <name> and
+// <name key="value"…>, a little faster than scanTag, and returns the
+// offset past the '>' and the name; for any other shape it returns 0 and
+// scanTag reads the tag.
+func simpleTagEnd(t []byte, i int) (int, elem) {
 	start := i - 1
 	for i < len(t) && tagClass[t[i]]&(clSpace|clSlash|clGT) == 0 {
 		i++
 	}
-	if i == len(t) || lookupElem(t[start:i]) != elemOther {
-		return 0
+	if i == len(t) {
+		return 0, elemOther
 	}
+	name := lookupElem(t[start:i])
 	for {
 		switch t[i] {
 		case '>':
-			return i + 1
+			return i + 1, name
 		case ' ':
 			i++
 		default:
-			return 0
+			return 0, elemOther
 		}
 		// An attribute: key="value" or key='value'.
 		k := i
@@ -343,11 +360,11 @@ func simpleTagEnd(t []byte, i int) int {
 			i++
 		}
 		if i == k || i+1 >= len(t) || t[i] != '=' || (t[i+1] != '"' && t[i+1] != '\'') {
-			return 0
+			return 0, elemOther
 		}
 		j := bytes.IndexByte(t[i+2:], t[i+1])
 		if j < 0 || i+2+j+1 >= len(t) {
-			return 0
+			return 0, elemOther
 		}
 		i += 2 + j + 1
 	}
