@@ -38,6 +38,8 @@ fuzz:
 		./module/internal/geo:FuzzLookup:200000 \
 		./module/internal/policy:FuzzGlob:200000 \
 		./module/internal/htmlrewrite:FuzzRewrite:200000 \
+		./module/internal/htmlrewrite:FuzzRewriteDiff:200000 \
+		./module/internal/store:FuzzRestore:20000 \
 		./module/internal/beacon:FuzzRewriteQuery:200000 \
 		./module/internal/beacon:FuzzRewriteJSON:200000 \
 		./module/internal/anonymize:FuzzCleanURL:100000 \

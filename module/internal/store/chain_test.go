@@ -519,3 +519,24 @@ func BenchmarkExport(b *testing.B) {
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
 	b.ReportMetric(float64(before.HeapInuse)/(1<<20), "heap-before-MB")
 }
+
+// FuzzRestore feeds Restore malformed backups: a clear error (or a valid
+// load), never a panic or a runaway allocation.
+func FuzzRestore(f *testing.F) {
+	src := openTest(f, f.TempDir())
+	fill(f, src, "shop", 3)
+	var good bytes.Buffer
+	if err := src.Backup(&good, nil); err != nil {
+		f.Fatal(err)
+	}
+	src.Close()
+	f.Add(good.Bytes())
+	f.Add([]byte(backupMagic))
+	f.Add([]byte(backupMagic + "age-encryption.org/v1\n-> X25519 x\n"))
+	f.Add(append([]byte(backupMagic), 0xff, 0xff, 0xff, 0x7f, 1, 2, 3))
+	dst := openTest(f, f.TempDir())
+	defer dst.Close()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = dst.Restore(bytes.NewReader(b), nil)
+	})
+}

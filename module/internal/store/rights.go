@@ -455,7 +455,7 @@ func (s *Store) Restore(r io.Reader, key []byte) error {
 			return fmt.Errorf("decrypting backup (wrong key?): %w", err)
 		}
 	}
-	if err := s.db.Load(in, 256); err != nil {
+	if err := s.db.Load(&frameLimiter{r: in}, 256); err != nil {
 		return fmt.Errorf("restoring: %w", err)
 	}
 	// Heads and counters may have changed under the commit loop's cache.
@@ -467,6 +467,45 @@ func (s *Store) Restore(r io.Reader, key []byte) error {
 	done := make(chan error, 1)
 	s.reqs <- &pending{kind: opReset, err: done}
 	return <-done
+}
+
+// maxBackupFrame bounds one frame of Badger's backup stream. Badger's Load
+// allocates whatever length a frame claims, so a corrupt length would
+// otherwise exhaust memory instead of failing.
+const maxBackupFrame = 256 << 20
+
+// frameLimiter passes a backup stream through, failing at a frame whose
+// length prefix (uint64, little endian) exceeds maxBackupFrame.
+type frameLimiter struct {
+	r    io.Reader
+	hdr  [8]byte
+	nhdr int    // header bytes seen of the current frame
+	left uint64 // body bytes left of the current frame
+}
+
+func (f *frameLimiter) Read(p []byte) (int, error) {
+	if f.left == 0 && f.nhdr == 8 {
+		f.nhdr = 0
+	}
+	if f.nhdr < 8 {
+		// Read the length prefix byte by byte into p and check it.
+		n, err := f.r.Read(p[:min(len(p), 8-f.nhdr)])
+		copy(f.hdr[f.nhdr:], p[:n])
+		f.nhdr += n
+		if f.nhdr == 8 {
+			f.left = binary.LittleEndian.Uint64(f.hdr[:])
+			if f.left > maxBackupFrame {
+				return 0, fmt.Errorf("corrupt backup: a frame claims %d bytes", f.left)
+			}
+		}
+		return n, err
+	}
+	if uint64(len(p)) > f.left {
+		p = p[:f.left]
+	}
+	n, err := f.r.Read(p)
+	f.left -= uint64(n)
+	return n, err
 }
 
 type peekReader struct {
