@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,15 +162,14 @@ type bannerService struct {
 	Purpose  string `json:"purpose"`
 }
 
+// bannerConfig is the banner's configuration without the visitor's part
+// (state, show, reconsent), which injection adds.
 type bannerConfig struct {
 	API         string            `json:"api"`
-	State       State             `json:"state"`
 	Categories  []bannerCategory  `json:"categories"`
 	Services    []bannerService   `json:"services"`
 	PolicyURL   string            `json:"policy_url"`
 	SettingsURL string            `json:"settings_url"`
-	Show        bool              `json:"show"`
-	Reconsent   bool              `json:"reconsent"`
 	Lang        string            `json:"lang"`
 	Dir         string            `json:"dir"`
 	Strings     map[string]string `json:"strings"`
@@ -206,35 +206,66 @@ func orDefault(s, def string) string {
 
 // injection is the markup inserted into a page: the stylesheet, the
 // visitor's state and strings as JSON (not executed, so no CSP nonce is
-// needed), and the deferred script.
+// needed), and the deferred script. Everything but the visitor's state is
+// the same for every page in a language, so it is encoded once.
 func (h *Handler) injection(pageLang string, r *http.Request, d *Decision) []byte {
 	lang := h.language(pageLang, r)
+	tail := h.injectionTail(lang)
+	if tail == nil {
+		return nil
+	}
+	state, err := json.Marshal(stateOf(d))
+	if err != nil {
+		h.logger.Error("encoding banner state", zap.Error(err))
+		return nil
+	}
+	b := make([]byte, 0, len(tail.head)+len(state)+len(tail.rest)+48)
+	b = append(b, tail.head...)
+	b = append(b, `{"state":`...)
+	b = append(b, state...)
+	b = append(b, `,"show":`...)
+	b = strconv.AppendBool(b, !d.Decided)
+	b = append(b, `,"reconsent":`...)
+	b = strconv.AppendBool(b, !d.Decided && !d.previous.IsZero())
+	b = append(b, tail.rest...)
+	return b
+}
+
+// injectionParts is the per-language constant part of the injection: the
+// markup before the config object, and the config's remaining fields
+// (from its first comma) with the markup after it.
+type injectionParts struct {
+	head, rest []byte
+}
+
+func (h *Handler) injectionTail(lang string) *injectionParts {
+	if v, ok := h.injections.Load(lang); ok {
+		return v.(*injectionParts)
+	}
 	t := h.texts(lang)
-	cats := h.categoriesFor(t, d)
+	cats := h.categoriesFor(t, &Decision{})
 	services := []bannerService{}
 	for _, c := range cats {
 		services = append(services, c.Services...)
 	}
 	cfg := bannerConfig{
-		API: h.APIPrefix, State: stateOf(d), Categories: cats, Services: services,
+		API: h.APIPrefix, Categories: cats, Services: services,
 		PolicyURL: h.PolicyURL, SettingsURL: h.APIPrefix + "settings",
-		Show: !d.Decided, Reconsent: !d.Decided && !d.previous.IsZero(),
 		Lang: lang, Dir: orDefault(t["dir"], "ltr"), Strings: t,
 	}
 	js, err := json.Marshal(cfg)
-	if err != nil {
+	if err != nil || len(js) < 2 {
 		h.logger.Error("encoding banner config", zap.Error(err))
 		return nil
 	}
-	var b bytes.Buffer
-	b.WriteString(`<link rel="stylesheet" href="`)
-	b.WriteString(h.APIPrefix + h.assets.css.Name)
-	b.WriteString(`"><script type="application/json" id="consentgate-config">`)
-	b.Write(js) // json.Marshal escapes <, > and &, so it cannot close the element
-	b.WriteString(`</script><script src="`)
-	b.WriteString(h.APIPrefix + h.assets.js.Name)
-	b.WriteString(`" defer></script>`)
-	return b.Bytes()
+	p := &injectionParts{}
+	p.head = []byte(`<link rel="stylesheet" href="` + h.APIPrefix + h.assets.css.Name +
+		`"><script type="application/json" id="consentgate-config">`)
+	// json.Marshal escapes <, > and &, so the JSON cannot close the element.
+	p.rest = append(append([]byte(","), js[1:]...),
+		`</script><script src="`+h.APIPrefix+h.assets.js.Name+`" defer></script>`...)
+	v, _ := h.injections.LoadOrStore(lang, p)
+	return v.(*injectionParts)
 }
 
 // serveAsset serves the banner files under their hashed names, cached for
@@ -403,10 +434,12 @@ func (rw *responseWriter) startHTML() {
 	s := &htmlStream{pw: pw, done: make(chan error, 1)}
 	out := rw.ResponseWriter
 	policy := htmlPolicy{h: rw.h, r: rw.r, d: rw.d}
-	// Tokens are small; batch them into the client's writer so a page costs
-	// a few writes, not one per token; the buffer goes out whenever the
-	// tokenizer waits for more input, so the page still streams.
-	bw := bufio.NewWriterSize(out, 16<<10)
+	// Batch the rewriter's output into the client's writer so each upstream
+	// read costs one write (one chunk), not several; the buffer goes out
+	// whenever the rewriter waits for more input, so the page still
+	// streams. It is larger than the rewriter's 32 KiB reads.
+	bw := htmlWriters.Get().(*bufio.Writer)
+	bw.Reset(out)
 	go func() {
 		var src io.Reader = &flushingReader{r: pr, bw: bw, out: out, s: s}
 		var err error
@@ -433,12 +466,17 @@ func (rw *responseWriter) startHTML() {
 			}
 			rw.h.countHeld(rw.d.SiteID, st)
 		}
+		bw.Reset(nil)
+		htmlWriters.Put(bw)
 		// Drain what the handler still writes so it never blocks.
 		pr.CloseWithError(err)
 		s.done <- err
 	}()
 	rw.html = s
 }
+
+// htmlWriters are the rewriters' client buffers.
+var htmlWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
 // errAborted ends a rewrite whose handler gave up mid-body.
 var errAborted = errors.New("response aborted")

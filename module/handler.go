@@ -178,6 +178,9 @@ type Handler struct {
 	scratch *sync.Pool // *[token.ScratchLen]byte for token verification
 	// shownHashes caches the hash of the policy snapshot per language.
 	shownHashes *shownCache
+	// injections caches the constant part of the banner injection per
+	// language (*injectionParts).
+	injections *sync.Map
 }
 
 // heldCounters are the blocked-cookie counters of this handler, resolved
@@ -344,6 +347,7 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	h.held.init(h.app.metrics, h.label, h.Categories)
 	h.scratch = &sync.Pool{New: func() any { return new([token.ScratchLen]byte) }}
 	h.shownHashes = new(shownCache)
+	h.injections = new(sync.Map)
 	h.gpcDate = h.now().UTC().Format("2006-01-02")
 	if stored, err := h.app.store.PutIfAbsent("gpc/"+h.label, []byte(h.gpcDate)); err == nil {
 		h.gpcDate = string(stored)
