@@ -295,7 +295,7 @@ func run(ctx context.Context, o *options) (err error) {
 
 	rep.Plain = summarize("plain", plain.hist, &plain.total, plain.elapsed)
 	rep.Consent = summarize("consent", consent.hist, &consent.total, consent.elapsed)
-	rep.Comparison = compare(rep.Plain, rep.Consent)
+	rep.Comparison = compare(rep.Plain, rep.Consent, throughputTarget(o))
 
 	if o.jsonOut {
 		enc := json.NewEncoder(os.Stdout)

@@ -161,7 +161,7 @@ func TestSummarizeAndCompare(t *testing.T) {
 	if consent.Requests != 9205 || consent.Errors != 5 || consent.StatusCodes["503"] != 3 {
 		t.Fatalf("consent = %+v", consent)
 	}
-	c := compare(plain, consent)
+	c := compare(plain, consent, targetThroughputRatio)
 	if !c.Valid || math.Abs(c.ThroughputRatio-0.92) > 1e-9 || !c.ThroughputPass {
 		t.Fatalf("ratio: %+v", c)
 	}
@@ -170,18 +170,18 @@ func TestSummarizeAndCompare(t *testing.T) {
 	}
 
 	slow := mk("consent", 400*time.Microsecond, 8000, 2*time.Second, counters{})
-	c = compare(plain, slow)
+	c = compare(plain, slow, targetThroughputRatio)
 	if c.ThroughputPass || c.P50Pass || c.P99Pass {
 		t.Fatalf("slow variant should miss every target: %+v", c)
 	}
 	// Exactly on target passes.
 	edge := compare(variantStats{OK: 1, RPS: 100}, variantStats{OK: 1, RPS: 90,
-		LatencyUS: latencyStats{P50: 25, P99: 250}})
+		LatencyUS: latencyStats{P50: 25, P99: 250}}, targetThroughputRatio)
 	if !edge.ThroughputPass || !edge.P50Pass || !edge.P99Pass {
 		t.Fatalf("edge: %+v", edge)
 	}
 
-	none := compare(plain, variantStats{Name: "consent"})
+	none := compare(plain, variantStats{Name: "consent"}, targetThroughputRatio)
 	if none.Valid || none.ThroughputPass || none.P50Pass || none.P99Pass {
 		t.Fatalf("no-success comparison must be invalid and miss: %+v", none)
 	}
@@ -197,7 +197,7 @@ func TestWriteTable(t *testing.T) {
 		Config:     benchConfig{Bin: "/x/caddy", Rounds: 3, DurationSec: 5, WarmupSec: 1, Concurrency: 16, ConsentOn: true, Token: true},
 		Plain:      plain,
 		Consent:    consent,
-		Comparison: compare(plain, consent),
+		Comparison: compare(plain, consent, targetThroughputRatio),
 	}
 	var buf bytes.Buffer
 	if err := writeTable(&buf, r); err != nil {
@@ -283,5 +283,20 @@ func TestMissingConsentModule(t *testing.T) {
 	}
 	if missingConsentModule("listen tcp 127.0.0.1:80: bind: address already in use") {
 		t.Error("false positive")
+	}
+}
+
+func TestThroughputTargetByMode(t *testing.T) {
+	for _, tc := range []struct {
+		o    options
+		want float64
+	}{
+		{options{}, 0.90},
+		{options{htmlSize: 51200}, 0.80},
+		{options{beacon: true}, 0.85},
+	} {
+		if got := throughputTarget(&tc.o); got != tc.want {
+			t.Errorf("%+v: %v, want %v", tc.o, got, tc.want)
+		}
 	}
 }
