@@ -2,6 +2,7 @@ package consentgate
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -325,4 +326,53 @@ func TestDecisionLimiterRefillsAndForgets(t *testing.T) {
 	if ok, _ := nilLimiter.allow("a", t0); !ok {
 		t.Fatal("no limiter must allow")
 	}
+}
+
+// BenchmarkServeHTML is the consent handler on a first visit to an HTML
+// page (cgbench's shape: a GA tag, a pixel script, product markup and a
+// YouTube embed), written by the next handler in 32 KiB pieces as
+// reverse_proxy does: injection, rewriting and the stream handoff.
+func BenchmarkServeHTML(b *testing.B) {
+	for _, size := range []int{10 << 10, 50 << 10, 100 << 10, 1 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			h := newTestHandler(b, &Handler{})
+			page := benchPage(size)
+			next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				w.WriteHeader(http.StatusOK)
+				for p := page; len(p) > 0; {
+					n := min(len(p), 32<<10)
+					if _, err := w.Write(p[:n]); err != nil {
+						return err
+					}
+					p = p[n:]
+				}
+				return nil
+			})
+			r := withCaddyContext(httptest.NewRequest(http.MethodGet, "http://shop.example/", nil))
+			vars := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+			w := &discardWriter{h: http.Header{}}
+			b.SetBytes(int64(len(page)))
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				delete(vars, decisionVarKey)
+				if err := h.ServeHTTP(w, r, next); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func benchPage(size int) []byte {
+	var b strings.Builder
+	b.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
+<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>
+<script>fbq('init','1');</script></head><body>`)
+	for b.Len() < size {
+		b.WriteString(`<div class="product"><h2>Product</h2><p>Description with <a href="/p/1">a link</a> and <b>bold</b> words.</p><img src="/img/p1.jpg" alt="p"></div>` + "\n")
+	}
+	b.WriteString(`<iframe src="https://www.youtube.com/embed/x"></iframe></body></html>`)
+	return []byte(b.String())
 }
