@@ -173,6 +173,9 @@ type bannerConfig struct {
 	Lang        string            `json:"lang"`
 	Dir         string            `json:"dir"`
 	Strings     map[string]string `json:"strings"`
+	// ConsentMode maps Google Consent Mode's consent types to categories
+	// for banner.js (consentModeCategories).
+	ConsentMode map[string]string `json:"consent_mode"`
 }
 
 // categoriesFor localises the site's categories (built-in ones from the
@@ -252,6 +255,7 @@ func (h *Handler) injectionTail(lang string) *injectionParts {
 		API: h.APIPrefix, Categories: cats, Services: services,
 		PolicyURL: h.PolicyURL, SettingsURL: h.APIPrefix + "settings",
 		Lang: lang, Dir: orDefault(t["dir"], "ltr"), Strings: t,
+		ConsentMode: consentModeCategories,
 	}
 	js, err := json.Marshal(cfg)
 	if err != nil || len(js) < 2 {
@@ -266,6 +270,54 @@ func (h *Handler) injectionTail(lang string) *injectionParts {
 		`</script><script src="`+h.APIPrefix+h.assets.js.Name+`" defer></script>`...)
 	v, _ := h.injections.LoadOrStore(lang, p)
 	return v.(*injectionParts)
+}
+
+// consentModeTypes maps the consent types of Google Consent Mode v2 to
+// the category that grants them; security_storage is always granted. The
+// early snippet and banner.js (through the config's consent_mode) both map
+// from this one table.
+var consentModeTypes = [...]struct{ name, category string }{
+	{"ad_storage", policy.Marketing},
+	{"ad_user_data", policy.Marketing},
+	{"ad_personalization", policy.Marketing},
+	{"analytics_storage", policy.Analytics},
+	{"functionality_storage", policy.Preferences},
+	{"personalization_storage", policy.Preferences},
+	{"security_storage", ""},
+}
+
+// consentModeCategories is consentModeTypes as banner.js reads it.
+var consentModeCategories = func() map[string]string {
+	m := make(map[string]string, len(consentModeTypes))
+	for _, t := range consentModeTypes {
+		m[t.name] = t.category
+	}
+	return m
+}()
+
+// consentModeDefault is the inline script the rewriter puts right after
+// <head>. It queues Google Consent Mode's "consent default" with the
+// visitor's state before the page's own gtag('js')/gtag('config'), which
+// would otherwise run before the deferred banner.js and leave consent
+// unset. Like gtag() it pushes an arguments object (Google's tag ignores
+// arrays); it defines no gtag, and sets __consentgateGCM so banner.js
+// sends only updates. Categories are granted as banner.js grants them:
+// required ones always, undefined ones never.
+func consentModeDefault(d *Decision) []byte {
+	b := make([]byte, 0, 384)
+	b = append(b, `<script>window.dataLayer=window.dataLayer||[];(function(){dataLayer.push(arguments)})('consent','default',{`...)
+	for i, t := range consentModeTypes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, t.name...)
+		if t.category == "" || d.Has(t.category) {
+			b = append(b, ":'granted'"...)
+		} else {
+			b = append(b, ":'denied'"...)
+		}
+	}
+	return append(b, `});window.__consentgateGCM=1</script>`...)
 }
 
 // serveAsset serves the banner files under their hashed names, cached for
@@ -332,6 +384,8 @@ type htmlPolicy struct {
 	h *Handler
 	r *http.Request
 	d *Decision
+	// early is the Consent Mode default, nil with the banner off.
+	early []byte
 }
 
 func (p htmlPolicy) Refused(category string) bool {
@@ -359,6 +413,8 @@ func (p htmlPolicy) Inject(lang string) []byte {
 	}
 	return p.h.injection(lang, p.r, p.d)
 }
+
+func (p htmlPolicy) InjectEarly() []byte { return p.early }
 
 // htmlStream feeds a response body through the rewriter running in its own
 // goroutine: the handler writes into a pipe, the rewriter writes to the
@@ -434,6 +490,9 @@ func (rw *responseWriter) startHTML() {
 	s := &htmlStream{pw: pw, done: make(chan error, 1)}
 	out := rw.ResponseWriter
 	policy := htmlPolicy{h: rw.h, r: rw.r, d: rw.d}
+	if rw.h.bannerOn() {
+		policy.early = consentModeDefault(rw.d)
+	}
 	// Batch the rewriter's output into the client's writer so each upstream
 	// read costs one write (one chunk), not several; the buffer goes out
 	// whenever the rewriter waits for more input, so the page still
@@ -550,7 +609,11 @@ func (h *Handler) contentSecurityPolicy(d *Decision) string {
 		switch dir {
 		case "script-src":
 			// Inline scripts stay as the site wrote them; refused ones are
-			// already inert (type="text/plain").
+			// already inert (type="text/plain"). This also allows the
+			// Consent Mode default (consentModeDefault): its hash must not
+			// be added, as browsers ignore 'unsafe-inline' in a list with a
+			// hash or nonce, which would block every inline script of the
+			// site.
 			b.WriteString(" 'unsafe-inline'")
 		case "img-src":
 			b.WriteString(" data: blob:")
@@ -564,3 +627,9 @@ func (h *Handler) contentSecurityPolicy(d *Decision) string {
 	}
 	return b.String()
 }
+
+// Interface guards
+var (
+	_ htmlrewrite.Policy        = htmlPolicy{}
+	_ htmlrewrite.EarlyInjector = htmlPolicy{}
+)

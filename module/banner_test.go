@@ -174,6 +174,51 @@ func TestBannerOff(t *testing.T) {
 	if strings.Contains(r.body, "consentgate-config") || !strings.Contains(r.body, neutralGTM) {
 		t.Error("banner off: want no banner and trackers still held back")
 	}
+	if strings.Contains(r.body, "__consentgateGCM") {
+		t.Error("banner off: the site sends its own Consent Mode default, not the gateway")
+	}
+}
+
+// consentModeDenied is the early Consent Mode default of a visitor who
+// granted nothing.
+const consentModeDenied = `<script>window.dataLayer=window.dataLayer||[];(function(){dataLayer.push(arguments)})('consent','default',{` +
+	`ad_storage:'denied',ad_user_data:'denied',ad_personalization:'denied',analytics_storage:'denied',` +
+	`functionality_storage:'denied',personalization_storage:'denied',security_storage:'granted'});window.__consentgateGCM=1</script>`
+
+// TestConsentModeDefaultEarly checks the inline Consent Mode default comes
+// right after <head>, before the page's own Google tag, with the visitor's
+// state, and that the gateway's enforced policy lets it run.
+func TestConsentModeDefaultEarly(t *testing.T) {
+	g := startHTML(t, "en", "csp enforce")
+	c := newClient(t)
+	r := c.get(g.url("/"), "Accept", "text/html")
+	if !strings.Contains(r.body, "<head>"+consentModeDenied+"\n<meta charset") {
+		t.Fatalf("no denied Consent Mode default right after <head>:\n%s", r.body)
+	}
+	if strings.Count(r.body, "__consentgateGCM") != 1 {
+		t.Error("Consent Mode default injected more than once")
+	}
+	if !strings.Contains(r.body, `"consent_mode":{"ad_personalization":"marketing","ad_storage":"marketing","ad_user_data":"marketing","analytics_storage":"analytics","functionality_storage":"preferences","personalization_storage":"preferences","security_storage":""}`) {
+		t.Error("banner config lacks the Consent Mode table")
+	}
+	// Our policy allows inline scripts, so the snippet runs under it. A
+	// hash or nonce in the list would make browsers ignore 'unsafe-inline'
+	// and block the site's own inline scripts.
+	csp := r.header.Get("Content-Security-Policy")
+	scriptSrc, _, _ := strings.Cut(csp, ";")
+	if !strings.HasPrefix(scriptSrc, "script-src ") || !strings.Contains(scriptSrc, "'unsafe-inline'") || strings.Contains(scriptSrc, "'sha") || strings.Contains(scriptSrc, "'nonce-") {
+		t.Errorf("script-src does not allow the inline default (and the site's inline scripts): %s", csp)
+	}
+
+	c.postJSON(g.url("/_consent/state"), `{"granted":["analytics","preferences"]}`)
+	r = c.get(g.url("/"), "Accept", "text/html")
+	want := strings.NewReplacer("analytics_storage:'denied'", "analytics_storage:'granted'",
+		"functionality_storage:'denied'", "functionality_storage:'granted'",
+		"personalization_storage:'denied'", "personalization_storage:'granted'").Replace(consentModeDenied)
+	early, tag := strings.Index(r.body, "<head>"+want), strings.Index(r.body, "gtag('js'")
+	if early < 0 || tag < 0 || early > tag {
+		t.Errorf("analytics and preferences granted: want %s right after <head>, before the Google tag:\n%s", want, r.body)
+	}
 }
 
 func TestSettingsPageWithoutJavaScript(t *testing.T) {

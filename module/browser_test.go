@@ -107,11 +107,16 @@ const (
 
 var langRE = regexp.MustCompile(`^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$`)
 
+// browserNonce is the script nonce of the pages served with ?csp=nonce.
+const browserNonce = "cg-test-nonce"
+
 // browserUpstream serves the test site: / and /page2 embed YouTube, /shop
 // and /shop2 a local player whose iframe is marked as marketing. ?lang=
-// sets the page's language, ?consent_mode=1 adds the Consent Mode stub.
-// Every page sets a _ga cookie, as sites with Google Analytics on the
-// server side do, and names the cookies it received in a <meta>.
+// sets the page's language, ?consent_mode=1 adds the Consent Mode stub,
+// ?csp=nonce sends a strict policy of the site's own (scripts from 'self'
+// and those with its nonce, which its inline scripts carry). Every page
+// sets a _ga cookie, as sites with Google Analytics on the server side do,
+// and names the cookies it received in a <meta>.
 func browserUpstream(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var title, next, frame string
@@ -146,9 +151,14 @@ func browserUpstream(t *testing.T) *httptest.Server {
 		if r.URL.Query().Get("consent_mode") == "1" {
 			stub = consentModeStub
 		}
+		body := strings.NewReplacer("{{LANG}}", lang, "{{TITLE}}", title, "{{NEXT}}", next, "{{FRAME}}", frame, "{{CONSENT_MODE}}", stub, "{{COOKIES}}", strings.Join(received, " ")).Replace(browserPage)
+		if r.URL.Query().Get("csp") == "nonce" {
+			w.Header().Set("Content-Security-Policy", "script-src 'self' 'nonce-"+browserNonce+"'")
+			body = strings.ReplaceAll(body, "<script>", `<script nonce="`+browserNonce+`">`)
+		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Add("Set-Cookie", "_ga=GA1.2.2.2; Path=/")
-		fmt.Fprint(w, strings.NewReplacer("{{LANG}}", lang, "{{TITLE}}", title, "{{NEXT}}", next, "{{FRAME}}", frame, "{{CONSENT_MODE}}", stub, "{{COOKIES}}", strings.Join(received, " ")).Replace(browserPage))
+		fmt.Fprint(w, body)
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -422,6 +432,18 @@ func (tb *tab) waitBanner() {
 func (tb *tab) waitAnimations() {
 	tb.t.Helper()
 	tb.poll("animations end", `document.getAnimations().every(a => a.playState != 'running')`)
+}
+
+// recordCSPViolations makes every page the tab opens from now on collect
+// the Content-Security-Policy violations it reports, from before its first
+// script, in window.cspViolations ("directive blocked-uri").
+func (tb *tab) recordCSPViolations() {
+	tb.t.Helper()
+	if _, err := chromedp.Call(tb.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.cspViolations = []; document.addEventListener('securitypolicyviolation', e => cspViolations.push(e.effectiveDirective + ' ' + e.blockedURI));`,
+	}); err != nil {
+		tb.t.Fatalf("recording CSP violations: %v", err)
+	}
 }
 
 // waitClosed waits until no layer of the banner is shown and only the
@@ -901,11 +923,13 @@ func consentMode(command string, granted ...string) gtagCall {
 	}}
 }
 
+// gaCommands are what the test page's Google tag queues.
+var gaCommands = []gtagCall{{Command: "js"}, {Command: "config G-TEST"}}
+
 func TestBrowserConsentMode(t *testing.T) {
 	g := startBrowserGateway(t)
 	en := translations(t)["en"]
 	all := []string{"necessary", "preferences", "analytics", "marketing"}
-	gaCommands := []gtagCall{{Command: "js"}, {Command: "config G-TEST"}}
 	saveAnalytics := func(tb *tab) {
 		tb.clickButton(en["settings"])
 		tb.do("switching analytics on", chromedp.Click(chromedp.CSS(`#consentgate .cg-settings input.cg-sw[value="analytics"]`)))
@@ -916,12 +940,15 @@ func TestBrowserConsentMode(t *testing.T) {
 		path    string
 		choose  func(tb *tab)
 		granted []string
+		early   bool       // the gateway's inline default ran (else the banner queued it)
+		blocked []string   // CSP violations the page reports
 		want    []gtagCall // window.dataLayer after the choice
 	}{{
 		name:    "accept all",
 		path:    "/shop?consent_mode=1",
 		choose:  func(tb *tab) { tb.clickButton(en["accept_all"]) },
 		granted: all,
+		early:   true,
 		// The update comes before the held-back Google tag runs.
 		want: append([]gtagCall{consentMode("consent default"), consentMode("consent update", all...)}, gaCommands...),
 	}, {
@@ -929,35 +956,54 @@ func TestBrowserConsentMode(t *testing.T) {
 		path:    "/shop?consent_mode=1",
 		choose:  func(tb *tab) { tb.clickButton(en["reject_all"]) },
 		granted: []string{"necessary"},
+		early:   true,
 		want:    []gtagCall{consentMode("consent default"), consentMode("consent update")},
 	}, {
 		name:    "save analytics only",
 		path:    "/shop?consent_mode=1",
 		choose:  saveAnalytics,
 		granted: []string{"necessary", "analytics"},
+		early:   true,
 		want:    append([]gtagCall{consentMode("consent default"), consentMode("consent update", "analytics")}, gaCommands...),
 	}, {
 		// A page whose only gtag is the held-back Google tag itself: the
-		// banner finds no gtag before the choice, and must still queue
-		// the consent state before the tag's own commands, or Google
-		// treats the refused ad storage as granted.
+		// gateway's default, queued right after <head>, still comes before
+		// the tag's own commands, or Google would treat the refused ad
+		// storage as granted.
 		name:    "held-back tag only",
 		path:    "/shop",
 		choose:  saveAnalytics,
 		granted: []string{"necessary", "analytics"},
-		want:    append([]gtagCall{consentMode("consent default", "analytics")}, gaCommands...),
+		early:   true,
+		want:    append([]gtagCall{consentMode("consent default"), consentMode("consent update", "analytics")}, gaCommands...),
+	}, {
+		// The site's own policy allows only scripts with its nonce, and
+		// browsers enforce it beside ours: the gateway's inline default is
+		// blocked. The page still works: the banner (from 'self') queues
+		// the default itself, and the held-back tag runs with the nonce it
+		// kept.
+		name:    "upstream CSP blocks the inline default",
+		path:    "/shop?consent_mode=1&csp=nonce",
+		choose:  saveAnalytics,
+		granted: []string{"necessary", "analytics"},
+		blocked: []string{"script-src-elem inline"},
+		want:    append([]gtagCall{consentMode("consent default"), consentMode("consent update", "analytics")}, gaCommands...),
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			tb := openTab(t, g)
+			tb.recordCSPViolations()
 			tb.navigate(tc.path)
 			tb.waitBanner()
 			tb.noTrackersRan("before the choice")
-			var before []gtagCall
-			if strings.Contains(tc.path, "consent_mode=1") {
-				before = []gtagCall{consentMode("consent default")}
-			}
+			before := []gtagCall{consentMode("consent default")}
 			if got := tb.dataLayer(); !slices.EqualFunc(got, before, gtagCallEqual) {
 				t.Errorf("dataLayer before the choice:\n  %v\nwant\n  %v", got, before)
+			}
+			if early := eval[bool](tb, `window.__consentgateGCM === 1`); early != tc.early {
+				t.Errorf("the gateway's inline Consent Mode default ran: %v, want %v", early, tc.early)
+			}
+			if got := eval[[]string](tb, `window.cspViolations`); !slices.Equal(got, tc.blocked) {
+				t.Errorf("CSP violations %q, want %q", got, tc.blocked)
 			}
 			if st := tb.state(); st.Decided || !slices.Equal(st.Granted, []string{"necessary"}) || st.Regime != "opt-in" {
 				t.Errorf("consentgate.get() before the choice: %+v", st)
@@ -989,6 +1035,47 @@ func TestBrowserConsentMode(t *testing.T) {
 			for _, c := range changes {
 				if c.State.ID != st.ID || !c.State.Decided || !slices.Equal(c.State.Granted, tc.granted) {
 					t.Errorf("%s told %+v, want the new state %+v", c.Via, c.State, st)
+				}
+			}
+		})
+	}
+}
+
+// TestBrowserConsentModeOnReturn is the visitor who granted analytics
+// coming back: the page's inline Google tag is no longer held back, so it
+// runs while the browser parses the head, long before the deferred
+// banner.js, and must find the consent default already queued (Google's
+// tags treat consent as unset otherwise). The gateway's inline default,
+// right after <head>, also passes the gateway's own enforced policy.
+func TestBrowserConsentModeOnReturn(t *testing.T) {
+	en := translations(t)["en"]
+	for _, csp := range []string{"off", "enforce"} {
+		t.Run("csp "+csp, func(t *testing.T) {
+			g := startBrowserGateway(t, "csp "+csp)
+			tb := openTab(t, g)
+			tb.recordCSPViolations()
+			tb.navigate("/shop")
+			tb.waitBanner()
+			tb.clickButton(en["settings"])
+			tb.do("switching analytics on", chromedp.Click(chromedp.CSS(`#consentgate .cg-settings input.cg-sw[value="analytics"]`)))
+			tb.clickButton(en["save"])
+			tb.waitClosed()
+			tb.poll("the held-back Google tag runs", `window.gaRan === true`)
+
+			for _, path := range []string{"/shop", "/shop2?consent_mode=1"} {
+				tb.navigate(path)
+				tb.poll("the banner starts", `!!window.consentgate`)
+				if ga, fb := tb.trackers(); !ga || fb {
+					t.Errorf("%s: trackers ran: analytics %v, marketing %v; want analytics only", path, ga, fb)
+				}
+				// The default once, granting analytics; no update, as nothing
+				// changed.
+				want := append([]gtagCall{consentMode("consent default", "analytics")}, gaCommands...)
+				if got := tb.dataLayer(); !slices.EqualFunc(got, want, gtagCallEqual) {
+					t.Errorf("%s: dataLayer\n  %v\nwant\n  %v", path, got, want)
+				}
+				if got := eval[[]string](tb, `window.cspViolations`); len(got) != 0 {
+					t.Errorf("%s: CSP violations %q", path, got)
 				}
 			}
 		})

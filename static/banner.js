@@ -269,19 +269,20 @@
     }
   }
 
-  // Google Consent Mode v2
+  // Google Consent Mode v2, mapped by the gateway's table (consent type:
+  // category, '' always granted). The gateway queues the default right
+  // after <head> and sets __consentgateGCM; if that inline script was
+  // blocked (an upstream CSP), the banner queues the default itself.
+  function queue() {
+    if (typeof W.gtag == 'function') W.gtag.apply(W, arguments);
+    else W.dataLayer.push(arguments); // an arguments object, as gtag() pushes
+  }
   function gcm(update) {
-    if (typeof W.gtag != 'function') {
-      if (!W.dataLayer) return;
-      W.gtag = function () { W.dataLayer.push(arguments); };
-    }
-    const g = n => has(n) ? 'granted' : 'denied', ad = g('marketing'), pref = g('preferences');
-    const m = {
-      analytics_storage: g('analytics'), ad_storage: ad, ad_user_data: ad, ad_personalization: ad,
-      functionality_storage: pref, personalization_storage: pref, security_storage: 'granted'
-    };
+    if (typeof W.gtag != 'function' && !W.dataLayer) return;
+    const types = cfg.consent_mode || {}, m = {};
+    for (const k in types) m[k] = !types[k] || has(types[k]) ? 'granted' : 'denied';
     try {
-      if (!gcmOn) { gcmOn = true; W.gtag('consent', 'default', m); } else if (update) W.gtag('consent', 'update', m);
+      if (!gcmOn) { gcmOn = true; if (!W.__consentgateGCM) queue('consent', 'default', m); } else if (update) queue('consent', 'update', m);
     } catch (e) { console.warn('consentgate: gtag', e); }
   }
 

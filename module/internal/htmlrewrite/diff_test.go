@@ -42,11 +42,11 @@ func (p fuzzPolicy) ClassifyInline(code []byte) (Classification, bool) {
 	return Classification{}, false
 }
 
-// diffPolicies refuse everything, grant everything, and grant analytics
-// only.
+// diffPolicies refuse everything, grant everything (both with early
+// markup), and grant analytics only (without).
 var diffPolicies = []Policy{
-	fuzzPolicy{testPolicy{granted: map[string]bool{"necessary": true}}},
-	fuzzPolicy{testPolicy{granted: map[string]bool{"necessary": true, "analytics": true, "marketing": true}}},
+	fuzzPolicy{testPolicy{granted: map[string]bool{"necessary": true}, early: earlyMark}},
+	fuzzPolicy{testPolicy{granted: map[string]bool{"necessary": true, "analytics": true, "marketing": true}, early: "<script>E()</script>"}},
 	fuzzPolicy{testPolicy{granted: map[string]bool{"necessary": true, "analytics": true}}},
 }
 
@@ -192,7 +192,9 @@ var trickyHTML = []string{
 	"<img src=\"//a/x\r\ny\"><script src=\"//a/\rz\" data-x=\"\r\n\"></script>",
 	`<a =b =c>`, `<a = b>`, `<a b = "c">`, `<a b="c"d>`, `<a b='c'/>`, `<a/b/c>`, `<a b=c/>`, `<a"b" c>`, `<a b	c
  d=e>`,
-	`<head><link rel=stylesheet href=/a.css></head><body>`, `<body><head></head>`, `</head>`, `<body/>`, `</head x=">"><body>`, `<html lang="a&amp;b" lang=c><head></head>`,
+	`<head><link rel=stylesheet href=/a.css></head><body>`, `<body><head></head>`, `<HEAD/><script>ga()</script>`, `<head x=">"><head>`,
+	`<html><script src=//a/x></script><head>`, `<html><noscript><script>fb()</script></noscript><script>`, `<!--<head>--><script>ga()</script><html><title><head></title><script>fb()`,
+	`<header><script>x</script><html/><script>ga()</script>`, `<html><script`, `<html><head`, `<html><title>t</title></head><script>`, `</head>`, `<body/>`, `</head x=">"><body>`, `<html lang="a&amp;b" lang=c><head></head>`,
 	`<script data-consent=analytics a=1 b=2 c=3 d=4 e=5 f=6 g=7 h=8 i=9 j=10 k=11 l=12 m=13 n=14 o=15 p=16 q=17 A=18 />`,
 	`<script data-consent=analytics a=1 b=2 c=3 d=4 e=5 f=6 g=7 h=8 i=9 j=10 k=11 l=12 m=13 n=14 o=15 p=16 q=17 A=/>x</script>`,
 	`<iframe src=//m/v x="&#" y="&;" z="&#x" w="&" v="&#xZ" s="& x&#;x" u="&#9;&#x9" t="&AMP;&LT&GT;&QUOT&Amp;&fjlig;&NotEqualTilde;"></iframe>`,

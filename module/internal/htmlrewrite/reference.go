@@ -15,7 +15,7 @@ import (
 // ten times slower than the scanner and is kept as the definition the
 // scanner is tested against (FuzzRewriteDiff).
 func rewriteReference(w io.Writer, r io.Reader, p Policy) (Stats, error) {
-	rw := &tokenRewriter{w: w, p: p, z: html.NewTokenizer(r)}
+	rw := &tokenRewriter{w: w, p: p, z: html.NewTokenizer(r), early: earlyOf(p)}
 	err := rw.run()
 	return rw.stats, err
 }
@@ -30,6 +30,8 @@ type tokenRewriter struct {
 	lang     string
 	nested   bool // rewriting the content of a <noscript>: no deeper
 	injected bool
+	document bool   // an <html> start tag was seen
+	early    []byte // the EarlyInjector's markup, until it is written
 	// pendingEmbed is the placeholder to write after the current </iframe>.
 	pendingEmbed []byte
 }
@@ -46,7 +48,17 @@ func (rw *tokenRewriter) inject() {
 	}
 	rw.injected = true
 	rw.stats.Injected = true
+	rw.injectEarly()
 	rw.write(rw.p.Inject(rw.lang))
+}
+
+// injectEarly writes the early markup if it is still due.
+func (rw *tokenRewriter) injectEarly() {
+	if len(rw.early) > 0 {
+		rw.write(rw.early)
+		rw.early = nil
+		rw.stats.Early = true
+	}
 }
 
 func (rw *tokenRewriter) run() error {
@@ -100,16 +112,23 @@ func (rw *tokenRewriter) startTag(tt html.TokenType) {
 	raw := z.Raw()
 	switch tagAtom(raw) {
 	case atom.Html:
+		rw.document = true
 		for _, at := range readAttrs(z) {
 			if at.key == "lang" {
 				rw.lang = at.val
 			}
 		}
 		rw.write(raw)
+	case atom.Head:
+		rw.write(raw)
+		rw.injectEarly()
 	case atom.Body:
 		rw.write(raw)
 		rw.inject()
 	case atom.Script:
+		if rw.document {
+			rw.injectEarly()
+		}
 		rw.script(raw, tt)
 	case atom.Iframe:
 		rw.iframe(raw)

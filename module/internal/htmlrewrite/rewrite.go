@@ -1,6 +1,7 @@
 // Package htmlrewrite rewrites an HTML stream as it flows: it injects the
-// consent banner before </head> (or at the start of <body>) and neutralises
-// the scripts, iframes and tracking pixels of refused categories.
+// consent banner before </head> (or at the start of <body>), an optional
+// early snippet right after <head>, and neutralises the scripts, iframes
+// and tracking pixels of refused categories.
 //
 // Rewrite scans bytes (scan.go): it follows the states of the
 // golang.org/x/net/html tokenizer only as far as passing markup through
@@ -44,19 +45,47 @@ type Policy interface {
 	Inject(lang string) []byte
 }
 
+// EarlyInjector is a Policy with markup that must come before any script
+// of the page (Google Consent Mode's "consent default" must be queued
+// before the page's own gtag commands). Rewrite asks for it once and
+// inserts it, at most once, at the first of:
+//
+//   - right after the <head> start tag;
+//   - right before a <script> start tag, once an <html> start tag has
+//     shown the input to be a document (a page without <head>);
+//   - right before Inject's markup (before </head>, or at the start of
+//     <body>), so it never comes after the banner.
+//
+// A fragment without html, head or body gets nothing, as with Inject.
+// Tags inside comments, scripts, other raw text and <noscript> do not
+// count.
+type EarlyInjector interface {
+	InjectEarly() []byte
+}
+
 // Stats counts what a rewrite held back.
 type Stats struct {
 	Scripts, Iframes, Images int
 	Injected                 bool
+	// Early reports whether the EarlyInjector's markup was inserted.
+	Early bool
 }
 
 // Rewrite copies r to w, rewriting as described in the package comment.
 // Output flows as input arrives; a read error ends the rewrite after what
 // was read has been written.
 func Rewrite(w io.Writer, r io.Reader, p Policy) (Stats, error) {
-	rw := &rewriter{w: w, p: p}
+	rw := &rewriter{w: w, p: p, early: earlyOf(p)}
 	err := rw.run(r)
 	return rw.stats, err
+}
+
+// earlyOf returns the policy's early markup, nil if it has none.
+func earlyOf(p Policy) []byte {
+	if e, ok := p.(EarlyInjector); ok {
+		return e.InjectEarly()
+	}
+	return nil
 }
 
 type attr struct{ key, val string }

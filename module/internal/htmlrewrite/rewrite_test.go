@@ -10,8 +10,11 @@ import (
 )
 
 // testPolicy refuses marketing and analytics, knows a few hosts, and
-// injects a marker.
-type testPolicy struct{ granted map[string]bool }
+// injects a marker, and early, when set, as the early markup.
+type testPolicy struct {
+	granted map[string]bool
+	early   string
+}
 
 func (p testPolicy) Refused(c string) bool { return !p.granted[c] }
 
@@ -35,6 +38,13 @@ func (p testPolicy) ClassifyInline(code []byte) (Classification, bool) {
 }
 
 func (p testPolicy) Inject(lang string) []byte { return []byte("<!--CG:" + lang + "-->") }
+
+func (p testPolicy) InjectEarly() []byte {
+	if p.early == "" {
+		return nil
+	}
+	return []byte(p.early)
+}
 
 func rewrite(t testing.TB, in string, granted ...string) (string, Stats) {
 	t.Helper()
@@ -101,6 +111,62 @@ func TestRewrite(t *testing.T) {
 				t.Fatalf("\n got %s\nwant %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// earlyMark is the early markup of the tests.
+const earlyMark = "<!--E-->"
+
+func TestRewriteEarly(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		early          bool // Stats.Early
+	}{
+		{"after head", `<!doctype html><html lang="en"><head><title>x</title><script>gtag('js')</script></head><body>`,
+			`<!doctype html><html lang="en"><head>` + earlyMark + `<title>x</title><script>gtag('js')</script><!--CG:en--></head><body>`, true},
+		{"head with attributes", `<HEAD class="a" data-x='>'><script>x()</script>`,
+			`<HEAD class="a" data-x='>'>` + earlyMark + `<script>x()</script>`, true},
+		{"self-closing head", `<head/><meta charset=utf-8>`, `<head/>` + earlyMark + `<meta charset=utf-8>`, true},
+		{"before the first script without head", `<html><meta charset=utf-8><script>a()</script><script>b()</script><body>`,
+			`<html><meta charset=utf-8>` + earlyMark + `<script>a()</script><script>b()</script><body><!--CG:-->`, true},
+		{"before a neutralised script", `<html><script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>`,
+			`<html>` + earlyMark + `<script type="text/plain" data-consent="analytics" data-cg-src="https://www.googletagmanager.com/gtag/js?id=G-1" async=""></script>`, true},
+		{"before a held inline script", `<html><script>fbq('init')</script>`,
+			`<html>` + earlyMark + `<script type="text/plain" data-consent="marketing">fbq('init')</script>`, true},
+		{"at body start without head or script", `<html><body><p>x</p>`, `<html><body>` + earlyMark + `<!--CG:--><p>x</p>`, true},
+		{"at body start before later scripts", `<body><script>a()</script>`, `<body>` + earlyMark + `<!--CG:--><script>a()</script>`, true},
+		{"before the banner at a lone head end", `<html><title>t</title></head>`, `<html><title>t</title>` + earlyMark + `<!--CG:--></head>`, true},
+		{"fragment gets nothing", `<div><script>a()</script></div>`, `<div><script>a()</script></div>`, false},
+		{"header is not head", `<header><script>a()</script></header>`, `<header><script>a()</script></header>`, false},
+		{"head in a comment", `<!-- <head> --><script>a()</script><head>`, `<!-- <head> --><script>a()</script><head>` + earlyMark, true},
+		{"head in a script", `<script>document.write("<head>")</script><head>`, `<script>document.write("<head>")</script><head>` + earlyMark, true},
+		{"head in raw text", `<title><head></title><textarea><head></textarea><head>`, `<title><head></title><textarea><head></textarea><head>` + earlyMark, true},
+		{"head in noscript", `<noscript><head><html></noscript><script>a()</script><head>`, `<noscript><head><html></noscript><script>a()</script><head>` + earlyMark, true},
+		{"once", `<head></head><head><script>a()</script><body>`, `<head>` + earlyMark + `<!--CG:--></head><head><script>a()</script><body>`, true},
+	}
+	p := testPolicy{granted: map[string]bool{"necessary": true}, early: earlyMark}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			st, err := Rewrite(&out, strings.NewReader(tt.in), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.String() != tt.want || st.Early != tt.early {
+				t.Fatalf("\n got %s (early %v)\nwant %s (early %v)", out.String(), st.Early, tt.want, tt.early)
+			}
+			checkSameAsReference(t, []byte(tt.in))
+		})
+	}
+}
+
+// TestRewriteWithoutEarly checks that a policy with no early markup (nil,
+// as a banner that is off gives) changes nothing and counts nothing.
+func TestRewriteWithoutEarly(t *testing.T) {
+	in := `<html><head><script>a()</script></head><body>`
+	got, st := rewrite(t, in)
+	if want := `<html><head><script>a()</script><!--CG:--></head><body>`; got != want || st.Early {
+		t.Fatalf("got %s %+v, want %s", got, st, want)
 	}
 }
 
@@ -256,7 +322,7 @@ func BenchmarkRewrite(b *testing.B) {
 			b.Run(impl.name+"/"+page.name, func(b *testing.B) {
 				b.SetBytes(int64(len(page.html)))
 				b.ReportAllocs()
-				p := testPolicy{granted: map[string]bool{"necessary": true}}
+				var p Policy = testPolicy{granted: map[string]bool{"necessary": true}} // boxed once
 				for b.Loop() {
 					if _, err := impl.rewrite(io.Discard, bytes.NewReader(page.html), p); err != nil {
 						b.Fatal(err)

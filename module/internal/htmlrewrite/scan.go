@@ -148,6 +148,8 @@ type rewriter struct {
 	lang     string
 	nested   bool // rewriting the content of a <noscript>: no deeper
 	injected bool
+	document bool   // an <html> start tag was seen
+	early    []byte // the EarlyInjector's markup, until it is written
 	// pendingEmbed is the placeholder to write after the next </iframe>.
 	pendingEmbed []byte
 
@@ -232,10 +234,29 @@ func (rw *rewriter) replace(b []byte, start, end int, repl []byte) {
 	rw.out = end
 }
 
-func (rw *rewriter) injection() []byte {
+// inject inserts the early markup, if still due, and the banner at b[at].
+func (rw *rewriter) inject(b []byte, at int) {
 	rw.injected = true
 	rw.stats.Injected = true
-	return rw.p.Inject(rw.lang)
+	rw.replace(b, at, at, rw.takeEarly())
+	rw.write(rw.p.Inject(rw.lang))
+}
+
+// injectEarly inserts the early markup at b[at] if it is still due.
+func (rw *rewriter) injectEarly(b []byte, at int) {
+	if len(rw.early) > 0 {
+		rw.replace(b, at, at, rw.takeEarly())
+	}
+}
+
+// takeEarly returns the early markup the first time, nil after.
+func (rw *rewriter) takeEarly() []byte {
+	e := rw.early
+	rw.early = nil
+	if len(e) > 0 {
+		rw.stats.Early = true
+	}
+	return e
 }
 
 // feed rewrites b, the input not yet consumed, and returns how much of it
@@ -487,14 +508,17 @@ func (rw *rewriter) startTag(b []byte, tok, end int) int {
 	name := rw.tag.name
 	switch {
 	case name == elemHTML:
+		rw.document = true
 		if !rw.injected {
 			if lang, ok := rw.attrs(b[tok:end]).value("lang"); ok {
 				rw.lang = lang
 			}
 		}
+	case name == elemHead:
+		rw.injectEarly(b, end)
 	case name == elemBody:
 		if !rw.injected {
-			rw.replace(b, end, end, rw.injection())
+			rw.inject(b, end)
 		}
 	case name == elemScript:
 		return rw.startScript(b, tok, end)
@@ -529,7 +553,7 @@ func (rw *rewriter) endTag(b []byte, tok, end int) {
 	switch rw.tag.name {
 	case elemHead:
 		if !rw.injected {
-			rw.replace(b, tok, tok, rw.injection())
+			rw.inject(b, tok)
 		}
 	case elemIframe:
 		if rw.pendingEmbed != nil {
@@ -546,6 +570,9 @@ func (rw *rewriter) attrs(t []byte) *tagAttrs {
 }
 
 func (rw *rewriter) startScript(b []byte, tok, end int) int {
+	if rw.document {
+		rw.injectEarly(b, tok)
+	}
 	rw.enter(elemScript)
 	ta := rw.attrs(b[tok:end])
 	typ, _ := ta.value("type")
