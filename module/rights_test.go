@@ -124,6 +124,15 @@ func TestRecordsSelfService(t *testing.T) {
 		t.Fatalf("forged cookie: %d %s", r.status, r.body)
 	}
 
+	// An app without a cookie jar proves itself with the Consent-Token.
+	app := newClient(t)
+	app.c.Jar = nil
+	tok := app.postJSON(g.url("/_consent/state"), `{"granted":["analytics"]}`, TokenHeader, "new").header.Get(TokenHeader)
+	appAnswer := app.get(g.url("/_consent/records"), TokenHeader, tok)
+	if appAnswer.status != 200 || strings.Contains(appAnswer.body, aliceID) || !strings.Contains(appAnswer.body, `"method":"api"`) {
+		t.Fatalf("records by Consent-Token: %d %s", appAnswer.status, appAnswer.body)
+	}
+
 	// A cross-site erasure is refused and erases nothing.
 	if r := alice.do(http.MethodDelete, g.url("/_consent/records"), "", "", "Origin", "https://evil.example"); r.status != 403 {
 		t.Fatalf("cross-site erase: %d", r.status)
