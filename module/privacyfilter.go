@@ -162,6 +162,8 @@ func (f *PrivacyFilter) setup() error {
 	}
 	f.profile.Query = overlay(f.profile.Query, rules, unknown)
 	f.profile.JSON.Fields = overlay(f.profile.JSON.Fields, rules, unknown)
+	// Queries inside JSON (Matomo's bulk requests) follow the query rules.
+	f.profile.JSON.Queries = f.profile.Query
 	f.urls = anonymize.URLPolicy{DenyParams: f.DenyParams}
 	if f.pseudo, err = f.app.pseudonymizer(); err != nil {
 		return err
@@ -192,16 +194,54 @@ func (f *PrivacyFilter) Validate() error {
 	return nil
 }
 
-// dropHeaders never reach analytics: client addresses, cache validators
-// (an ETag works like a cookie) and device hints that add fingerprinting
-// detail. Sec-CH-UA hints are reduced separately.
+// dropHeaders never reach analytics: cookies, client addresses, cache
+// validators (an ETag works like a cookie), device hints that add
+// fingerprinting detail, and location headers the client may have sent
+// itself (the filter sets its own). Sec-CH-UA hints are reduced separately.
 var dropHeaders = []string{
+	"Cookie",
 	"X-Forwarded-For", "X-Real-Ip", "Forwarded", "True-Client-Ip", "Cf-Connecting-Ip", "Client-Ip",
 	"X-Client-Ip", "X-Cluster-Client-Ip", "Fastly-Client-Ip",
 	"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range",
 	"Device-Memory", "Dpr", "Viewport-Width", "Width", "Downlink", "Rtt", "Ect", "Save-Data",
 	"Sec-Ch-Dpr", "Sec-Ch-Viewport-Width", "Sec-Ch-Viewport-Height", "Sec-Ch-Width", "Sec-Ch-Device-Memory",
 	"Sec-Ch-Prefers-Color-Scheme", "Sec-Ch-Prefers-Reduced-Motion", "Sec-Ch-Prefers-Reduced-Transparency",
+	"X-Geo-Country", "X-Geo-Region",
+}
+
+// dropHeaderSet holds dropHeaders in the form dropsHeader compares.
+var dropHeaderSet = func() map[string]bool {
+	m := make(map[string]bool, len(dropHeaders))
+	for _, h := range dropHeaders {
+		m[strings.ToLower(h)] = true
+	}
+	return m
+}()
+
+// maxDropHeader is longer than every name in dropHeaders.
+const maxDropHeader = 48
+
+// dropsHeader reports whether the header named k must not reach analytics:
+// a name of dropHeaders or a Sec-CH-UA hint, ignoring case and written
+// with '_' for '-' (CGI and PHP, and so Matomo, read X_Forwarded_For as
+// X-Forwarded-For).
+func dropsHeader(k string) bool {
+	if len(k) >= maxDropHeader {
+		return false
+	}
+	var buf [maxDropHeader]byte
+	key := buf[:len(k)]
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		key[i] = c
+	}
+	return dropHeaderSet[string(key)] || bytes.HasPrefix(key, []byte("sec-ch-ua"))
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -221,7 +261,7 @@ func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 		return nil
 	}
 	ip := clientIP(r)
-	userAgent := r.Header.Get("User-Agent")
+	userAgent := firstValue(r.Header, "User-Agent")
 	env := &filterEnv{f: f, d: d, analytics: analytics, ip: ip, ua: userAgent, site: site}
 	env.urls = f.urls
 	env.urls.KeepClickIDs = d.Has("marketing")
@@ -248,43 +288,68 @@ func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 
 	// Headers: no cookie, no client address, a generalised UA, the
 	// primary language, the referrer's origin, and the coarse location.
-	country, region := f.location(r, d, ip)
-	r.Header.Del("Cookie")
-	for _, h := range dropHeaders {
-		r.Header.Del(h)
-	}
-	f.reduceClientHints(r.Header)
-	info := f.ua.Generalize(userAgent)
-	r.Header.Set("User-Agent", info.String())
-	if al := r.Header.Get("Accept-Language"); al != "" {
-		r.Header.Set("Accept-Language", primaryLanguage(al))
-	}
-	if ref := r.Header.Get("Referer"); ref != "" {
-		if o := anonymize.Origin(ref); o != "" {
-			r.Header.Set("Referer", o+"/")
-		} else {
-			r.Header.Del("Referer")
+	addr, _ := netip.ParseAddr(ip)
+	country, region := f.location(d, addr)
+	// The keys written here are canonical, so the map is used directly.
+	h := r.Header
+	hints := readClientHints(h)
+	for k, vs := range h {
+		if dropsHeader(k) || carriesIP(vs, ip) {
+			delete(h, k)
 		}
 	}
-	r.Header.Del("X-Geo-Country")
-	r.Header.Del("X-Geo-Region")
+	hints.set(h)
+	// One array holds the new values; each header gets a slice of it
+	// that cannot grow into the next.
+	vals := make([]string, 5)
+	set := func(i int, k, v string) {
+		vals[i] = v
+		h[k] = vals[i : i+1 : i+1]
+	}
+	info := f.ua.Generalize(userAgent)
+	set(0, "User-Agent", info.String())
+	if al := firstValue(h, "Accept-Language"); al != "" {
+		set(1, "Accept-Language", primaryLanguage(al))
+	}
+	if ref := firstValue(h, "Referer"); ref != "" {
+		if o := anonymize.Origin(ref); o == "" {
+			delete(h, "Referer")
+		} else if len(ref) > len(o) && ref[len(o)] == '/' && ref[:len(o)] == o {
+			set(2, "Referer", ref[:len(o)+1])
+		} else {
+			set(2, "Referer", o+"/")
+		}
+	}
 	if country != "" {
-		r.Header.Set("X-Geo-Country", country)
+		set(3, "X-Geo-Country", country)
 	}
 	if region != "" {
-		r.Header.Set("X-Geo-Region", region)
+		set(4, "X-Geo-Region", region)
 	}
 	// The proxy derives X-Forwarded-For from RemoteAddr: hand it only the
 	// truncated address (or none), so the full IP is forgotten here.
-	r.RemoteAddr = net.JoinHostPort(truncatedOr(ip, f.IPBytes), "0")
-	caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, truncatedOr(ip, f.IPBytes))
+	truncated := truncatedOr(addr, ip, f.IPBytes)
+	r.RemoteAddr = net.JoinHostPort(truncated, "0")
+	caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, truncated)
 
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.ua.family", strings.TrimSpace(info.Family+" "+info.Major))
-		repl.Set("http.ua.os", info.OS)
-		repl.Set("http.ua.device", info.Device)
-		repl.Set("http.geo.region", region)
-		repl.Set("http.privacy.visitor", env.visitor())
+		// Worked out only when read: most configurations never read the
+		// visitor pseudonym, which costs a keyed hash.
+		repl.Map(func(key string) (any, bool) {
+			switch key {
+			case "http.ua.family":
+				return strings.TrimSpace(info.Family + " " + info.Major), true
+			case "http.ua.os":
+				return info.OS, true
+			case "http.ua.device":
+				return info.Device, true
+			case "http.geo.region":
+				return region, true
+			case "http.privacy.visitor":
+				return env.visitor(), true
+			}
+			return nil, false
+		})
 	}
 	f.app.enforced(site, "field_removed", "analytics", env.stats.Dropped)
 	f.app.enforced(site, "field_pseudonymised", "analytics", env.stats.Pseudonymised)
@@ -316,37 +381,69 @@ func (w *noCookieWriter) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
-// reduceClientHints keeps only what a generalised UA says: the browser
-// brand and major version, the platform and the mobile flag; the full
-// version list, model, platform version, architecture and bitness go.
-func (f *PrivacyFilter) reduceClientHints(h http.Header) {
-	brands, platform, mobile := h.Get("Sec-Ch-Ua"), h.Get("Sec-Ch-Ua-Platform"), h.Get("Sec-Ch-Ua-Mobile")
-	for k := range h {
-		if strings.HasPrefix(k, "Sec-Ch-Ua") {
-			h.Del(k)
+// carriesIP reports whether a header value holds the client's address as
+// written by the server (a proxy's own header the list does not name).
+func carriesIP(vs []string, ip string) bool {
+	if len(ip) < len("1.1.1.1") {
+		return false
+	}
+	for _, v := range vs {
+		if strings.Contains(v, ip) {
+			return true
 		}
 	}
-	if brands == "" && platform == "" {
+	return false
+}
+
+// firstValue is Header.Get for a canonical key.
+func firstValue(h http.Header, k string) string {
+	if vs := h[k]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
+// clientHints are the Sec-CH-UA hints a generalised UA keeps: the browser
+// brand and major version, the platform and the mobile flag; the full
+// version list, model, platform version, architecture and bitness go.
+type clientHints struct{ brands, platform, mobile string }
+
+func readClientHints(h http.Header) clientHints {
+	return clientHints{firstValue(h, "Sec-Ch-Ua"), firstValue(h, "Sec-Ch-Ua-Platform"), firstValue(h, "Sec-Ch-Ua-Mobile")}
+}
+
+// set writes the reduced hints, once every Sec-CH-UA header is gone.
+func (c clientHints) set(h http.Header) {
+	if c.brands == "" && c.platform == "" {
 		return
 	}
-	info, ok := ua.FromClientHints(brands, platform, mobile)
+	info, ok := ua.FromClientHints(c.brands, c.platform, c.mobile)
 	if ok {
-		h.Set("Sec-Ch-Ua", strconv.Quote(info.Family)+`;v="`+info.Major+`"`)
+		h["Sec-Ch-Ua"] = []string{strconv.Quote(info.Family) + `;v="` + info.Major + `"`}
 	}
 	if info.OS != "" && info.OS != "Other" {
-		h.Set("Sec-Ch-Ua-Platform", strconv.Quote(info.OS))
+		h["Sec-Ch-Ua-Platform"] = []string{strconv.Quote(info.OS)}
 	}
-	if mobile != "" {
+	if c.mobile != "" {
 		if info.Device == "mobile" {
-			h.Set("Sec-Ch-Ua-Mobile", "?1")
+			h["Sec-Ch-Ua-Mobile"] = []string{"?1"}
 		} else {
-			h.Set("Sec-Ch-Ua-Mobile", "?0")
+			h["Sec-Ch-Ua-Mobile"] = []string{"?0"}
 		}
 	}
 }
 
-func truncatedOr(ip string, n int) string {
-	t := anonymize.TruncateIPString(ip, n)
+// truncatedOr truncates the client address (addr, parsed from ip when
+// valid), or gives 0.0.0.0 when nothing is left of it.
+func truncatedOr(addr netip.Addr, ip string, n int) string {
+	var t string
+	if addr.IsValid() {
+		if a := anonymize.TruncateIP(addr, n).WithZone(""); a.IsValid() {
+			t = a.String()
+		}
+	} else {
+		t = anonymize.TruncateIPString(ip, n)
+	}
 	if t == "" {
 		return "0.0.0.0"
 	}
@@ -364,13 +461,13 @@ func (f *PrivacyFilter) siteOf(r *http.Request, d *Decision) string {
 
 // location uses the full client IP inside the gateway, before it is
 // truncated, or the decision's country.
-func (f *PrivacyFilter) location(r *http.Request, d *Decision, ip string) (string, string) {
+func (f *PrivacyFilter) location(d *Decision, addr netip.Addr) (string, string) {
 	var country, region string
 	if d != nil {
 		country = d.Country
 	}
 	if g := f.app.geo; g != nil {
-		if addr, err := netip.ParseAddr(ip); err == nil {
+		if addr.IsValid() {
 			loc := g.Lookup(addr)
 			if country == "" {
 				country = loc.Country
@@ -449,7 +546,6 @@ type filterEnv struct {
 	ip, ua    string
 	site      string
 	urls      anonymize.URLPolicy
-	pseudonym string
 	stats     beacon.Stats
 }
 
@@ -474,12 +570,10 @@ func (e *filterEnv) ID(name, _ string) string {
 	return v
 }
 
-func (e *filterEnv) visitor() string {
-	if e.pseudonym == "" {
-		e.pseudonym = e.ID("visitor", "")
-	}
-	return e.pseudonym
-}
+// visitor is the pseudonym of {http.privacy.visitor}. It is worked out
+// on every read (the same each time) rather than kept, because
+// placeholders may be read from other goroutines.
+func (e *filterEnv) visitor() string { return e.ID("visitor", "") }
 
 func (e *filterEnv) IP(v string) string       { return anonymize.TruncateIPString(v, e.f.IPBytes) }
 func (e *filterEnv) UA(v string) string       { return e.f.ua.Generalize(v).String() }

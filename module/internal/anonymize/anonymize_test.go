@@ -483,6 +483,19 @@ func TestRedactPII(t *testing.T) {
 		{"4111111111111111", "[redacted]"},
 		{"378282246310005", "[redacted]"},
 		{"6011%200000%200000%200004", "[redacted]"},
+		// IP addresses.
+		{"from 203.0.113.77.", "from [redacted]."},
+		{"from 203.0.113.77:4711", "from [redacted]"},
+		{"ip=1.2.3.4&x=1", "ip=[redacted]&x=1"},
+		{"client 2001:db8:1:2::77 seen", "client [redacted] seen"},
+		{"[2001:DB8:0001:0002:0000:0000:0000:0077]:443", "[[redacted]]:443"},
+		{"::ffff:203.0.113.77", "[redacted]"},
+		{"fe80::1%25eth0", "[redacted]%25eth0"},
+		{"ip%3D2001%3Adb8%3A%3A77", "ip%3D[redacted]"},
+		{"203%2E0%2E113%2E77", "[redacted]"},
+		{"host 2001:db8::1: down", "host [redacted]: down"},
+		{"std::vector and a::b::c", "std::vector and a::b::c"},
+		{"v1.2.3.4.5, 10:30:45, 2024.01.15, de:ad:be:ef:00:01", "v1.2.3.4.5, 10:30:45, 2024.01.15, de:ad:be:ef:00:01"},
 		// Ordinary numbers stay.
 		{"Order 12345 shipped", "Order 12345 shipped"},
 		{"Black Friday 2024", "Black Friday 2024"},
@@ -621,6 +634,66 @@ func TestOrigin(t *testing.T) {
 	}
 }
 
+// cleanQueryReference is cleanQuery as first written, building every
+// output; cleanQuery returns the input itself when nothing changes.
+func cleanQueryReference(p URLPolicy, raw string) (string, bool) {
+	var b strings.Builder
+	for pair := range strings.SplitSeq(raw, "&") {
+		if pair == "" {
+			continue
+		}
+		key, val, hasVal := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(key)
+		if err != nil {
+			return "", false
+		}
+		if hasVal && !validEscapes(val) {
+			return "", false
+		}
+		if p.denied(name) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(RedactPII(key))
+		if hasVal {
+			b.WriteByte('=')
+			b.WriteString(RedactPII(val))
+		}
+	}
+	return b.String(), true
+}
+
+// TestPlainURLsAgreeWithParse builds URLs from parts that sit on either
+// side of what the byte scan serves, and checks that CleanURL and Origin
+// give what they give through url.Parse.
+func TestPlainURLsAgreeWithParse(t *testing.T) {
+	prefixes := []string{"", "https://shop.example", "http://Shop.Example:80", "https://h:", "https://h:443", "HTTP://h",
+		"http://u@h", "http://[::1]", "git+ssh://h", "https://", "//h", "mailto:", "h"}
+	paths := []string{"", "/", "/a/b", "/a;jsessionid=1/b", "/;sid=x/y", "/a%2Fb", "/%zz", "/a b", "/a[1]", "/é",
+		"/a'(b)*!$,=:@~", "/mail/john@example.com", "/+49301234567", "//x", "/a%"}
+	queries := []string{"", "?", "?q=shoes&page=2", "?email=a%40b.c&x=1", "?%zz=1", "?a=%zz", "?a b=1", "?a=é", "?gclid=x&amp;q=1", "?x=1?y",
+		"?a=1&&b=2&", "?&x=1", "?page=2&q=x", "?a&b=&=c", "?x=+49+30+1234+5678&y=1"}
+	frags := []string{"", "#", "#top", "#/route?email=a@b.c&x=1", "#access_token=t", "#a#b", "#%zz", "#a%2Fb", "#é"}
+	p := URLPolicy{}
+	for _, pre := range prefixes {
+		for _, path := range paths {
+			for _, q := range queries {
+				for _, f := range frags {
+					s := pre + path + q + f
+					if got, want := p.CleanURL(s), p.cleanParsedURL(s); got != want {
+						t.Errorf("CleanURL(%q) = %q, through url.Parse %q", s, got, want)
+					}
+					if got, want := Origin(s), parsedOrigin(s); got != want {
+						t.Errorf("Origin(%q) = %q, through url.Parse %q", s, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
 // emailLike matches what the fuzzers treat as an e-mail address.
 var emailLike = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+`)
 
@@ -639,6 +712,7 @@ func FuzzRedactPII(f *testing.F) {
 		"john.doe@example.com", "john%40example.com", "%2B7%20701%20123%2045%2067",
 		"Заказ ivan@mail.ru +7 701 123 45 67", "4111 1111 1111 1111", "Order 12345",
 		"a%2540b.c", "%e2@b.c", "x@y.z@w.v", "100%", "",
+		"ip 203.0.113.77, 2001:db8::77", "%3A%3Affff%3A1.2.3.4", "std::x 1.2.3.4.5",
 	} {
 		f.Add(s)
 	}
@@ -659,12 +733,35 @@ func FuzzCleanURL(f *testing.F) {
 		"https://shop.example/search?q=shoes&gclid=abc&utm_source=x&email=a%40b.c#frag",
 		"/p?a=1&b=john@example.com", "https://u:p@h/x;jsessionid=1", "mailto:a@b.c",
 		"#/route?email=a", "?%zz", "//a@b.c/", "http://h/a.b@c.d/x", "",
+		"HTTPS://Shop.Example:8443/a;jsessionid=1/b%2Fc?x=1&s=y#t?email=a%40b.c", "https://h:/p?#",
+		"/a'b(c)*!$,=:@~?q=1#f/g?h", "http://h/a[b]", "http://h/a b?c d", "http://h/#a#b", "http://h:8a/",
+		"https://www.google.com/%zz", "https://h/%C3%A9t%C3%A9", "http://[::1]:80/x", "/p?%", "http://h?x",
+		"a=1&&b=2&", "&q=x&a=1", "a=1&q=x", "a&b=&=c&email", "x=1&y=john%40example.com&&", "&&&",
+		"EMAIL", "GClid", "ſession", "\u212aeyword", "Li_Fat_Id", "access_tokens",
 	} {
 		f.Add(s)
 	}
 	p := URLPolicy{}
 	f.Fuzz(func(t *testing.T, s string) {
 		out := p.CleanURL(s)
+		// The byte scan that serves plain URLs agrees with url.Parse.
+		if want := p.cleanParsedURL(s); out != want {
+			t.Fatalf("CleanURL(%q) = %q, through url.Parse %q", s, out, want)
+		}
+		if got, want := Origin(s), parsedOrigin(strings.TrimSpace(s)); got != want {
+			t.Fatalf("Origin(%q) = %q, through url.Parse %q", s, got, want)
+		}
+		for _, keep := range []bool{false, true} {
+			// The default lists' look-up table matches as strings.EqualFold.
+			want := matchName(s, DefaultDenyParams) || !keep && matchName(s, ClickIDParams)
+			if got := (URLPolicy{KeepClickIDs: keep}).deniedName(s); got != want {
+				t.Fatalf("deniedName(%q) with KeepClickIDs %v = %v, want %v", s, keep, got, want)
+			}
+		}
+		q, ok := p.cleanQuery(s)
+		if wq, wok := cleanQueryReference(p, s); q != wq || ok != wok {
+			t.Fatalf("cleanQuery(%q) = %q, %v; the reference gives %q, %v", s, q, ok, wq, wok)
+		}
 		checkNoEmailLeak(t, s, out)
 		if out == "" {
 			return

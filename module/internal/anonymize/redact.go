@@ -2,6 +2,7 @@ package anonymize
 
 import (
 	"cmp"
+	"net/netip"
 	"slices"
 	"strings"
 	"unicode"
@@ -28,8 +29,8 @@ const (
 // span is a half-open byte range [lo, hi).
 type span struct{ lo, hi int }
 
-// RedactPII replaces e-mail addresses, phone numbers and payment card
-// numbers in s with "[redacted]".
+// RedactPII replaces e-mail addresses, phone numbers, payment card
+// numbers and IP addresses in s with "[redacted]".
 //
 // E-mail addresses may have Unicode local parts and domains. Phone numbers
 // are international forms (a leading "+" and at least 7 digits) and national
@@ -38,7 +39,10 @@ type span struct{ lo, hi int }
 // space). Card numbers are 13 to 19 digits that pass the Luhn check; written
 // with separators they are caught as phone numbers already. Numbers that
 // touch an ASCII letter or "_" (hex hashes, SKUs) are left alone, and so are
-// short numbers such as order ids, years and prices.
+// short numbers such as order ids, years and prices. IP addresses are
+// IPv4 dotted quads and IPv6 addresses in any form net/netip reads
+// (compressed, expanded, IPv4-mapped); ones that touch a letter that is not
+// a hex digit, or "_", are left alone ("std::vector").
 //
 // Percent-encoded forms ("john%40example.com", "%2B7%20701...") are found by
 // decoding a copy, up to three times; the redaction covers the whole encoded
@@ -85,23 +89,48 @@ func RedactPII(s string) string {
 	return b.String()
 }
 
-// mayContainPII reports whether s has an '@', a '%' or enough digits for a
-// phone number; when it does not, RedactPII has nothing to do.
+// mayContainPII reports whether s has an '@', a '%', enough digits for a
+// phone number or enough dots or colons for an IP address; when it does
+// not, RedactPII has nothing to do.
 func mayContainPII(s string) bool {
-	digits := 0
+	digits, dots, colons := 0, 0, 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '@' || c == '%':
+		switch piiByte[s[i]] {
+		case 0:
+		case piiMark:
 			return true
-		case isDigit(c):
+		case piiDigit:
 			digits++
 			if digits >= minIntlPhoneDigits {
 				return true
 			}
+		case piiDot:
+			dots++
+		case piiColon:
+			colons++
+			if colons >= 2 {
+				return true
+			}
 		}
 	}
-	return false
+	return dots >= 3 && digits >= 4
 }
+
+// Classes of the bytes mayContainPII counts; all others are 0.
+const (
+	piiMark = 1 + iota // '@' and '%'
+	piiDigit
+	piiDot
+	piiColon
+)
+
+var piiByte = func() (t [256]uint8) {
+	t['@'], t['%'], t['.'], t[':'] = piiMark, piiMark, piiDot, piiColon
+	for c := '0'; c <= '9'; c++ {
+		t[c] = piiDigit
+	}
+	return t
+}()
 
 // detectPII appends the personal data found in view to spans. m maps each
 // byte of view to the range of the original string it was decoded from; nil
@@ -115,8 +144,59 @@ func detectPII(view string, m []span, spans []span) []span {
 	}
 	findEmails(view, emit)
 	findNumbers(view, emit)
+	findIPs(view, emit)
 	return spans
 }
+
+// findIPs calls emit for every IP address in v: a run of hex digits,
+// colons and dots that net/netip reads as an address, with at least three
+// dots (IPv4) or two colons (IPv6), not touching other letters or "_".
+func findIPs(v string, emit func(lo, hi int)) {
+	for i := 0; i < len(v); {
+		if !isIPByte(v[i]) {
+			i++
+			continue
+		}
+		lo, dots, colons := i, 0, 0
+		for ; i < len(v) && isIPByte(v[i]); i++ {
+			switch v[i] {
+			case '.':
+				dots++
+			case ':':
+				colons++
+			}
+		}
+		if dots < 3 && colons < 2 {
+			continue
+		}
+		hi := i
+		for hi > lo && v[hi-1] == '.' {
+			hi-- // the end of a sentence
+		}
+		if hi == lo || lo > 0 && isWordByte(v[lo-1]) || i < len(v) && isWordByte(v[i]) {
+			continue
+		}
+		if !isIP(v[lo:hi]) {
+			if v[hi-1] != ':' || strings.HasSuffix(v[lo:hi], "::") || !isIP(v[lo:hi-1]) {
+				continue
+			}
+			hi-- // "…:" ending a list item
+		}
+		emit(lo, hi)
+	}
+}
+
+// isIP reports whether s is an IP address, or an IPv4 address and port.
+func isIP(s string) bool {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddrPort(s)
+	return err == nil
+}
+
+// isIPByte reports whether c may be part of a written IP address.
+func isIPByte(c byte) bool { return isHex(c) || c == ':' || c == '.' }
 
 // findEmails calls emit for every e-mail address in v.
 func findEmails(v string, emit func(lo, hi int)) {

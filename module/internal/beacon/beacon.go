@@ -37,7 +37,16 @@ const (
 	Redact
 	// Country keeps a country code, upper-cased, and nothing finer.
 	Country
+	// ShortID is ID for formats that take 16 hex digits (Matomo's visitor
+	// IDs): the first 16 digits of the pseudonym.
+	ShortID
+	// Query rewrites a JSON string that holds a URL query, such as one of
+	// Matomo's bulk requests, field by field with JSONRules.Queries.
+	Query
 )
+
+// shortIDLen is the length of a ShortID pseudonym.
+const shortIDLen = 16
 
 var actionNames = map[string]Action{
 	"drop": Drop, "keep": Keep, "hash": ID, "truncate_ip": IP, "generalize_ua": UA,
@@ -76,6 +85,9 @@ func Apply(a Action, name, value string, env Env) string {
 		return value
 	case ID:
 		return env.ID(name, value)
+	case ShortID:
+		v := env.ID(name, value)
+		return v[:min(len(v), shortIDLen)]
 	case IP:
 		return env.IP(value)
 	case UA:
@@ -187,7 +199,17 @@ func (f Fields) RewriteQuery(raw string, env Env) (string, Stats, error) {
 		if err != nil {
 			return "", st, fmt.Errorf("malformed query: %w", err)
 		}
-		value, err := url.QueryUnescape(v)
+		a := f.Action(name)
+		value := v
+		if a == Drop || a == Keep {
+			// The value is passed on as sent or not at all: check it
+			// without decoding a copy.
+			if !validQueryEscapes(v) {
+				_, err = url.QueryUnescape(v)
+			}
+		} else {
+			value, err = url.QueryUnescape(v)
+		}
 		if err != nil {
 			return "", st, fmt.Errorf("malformed query: %w", err)
 		}
@@ -196,13 +218,15 @@ func (f Fields) RewriteQuery(raw string, env Env) (string, Stats, error) {
 				return "", st, fmt.Errorf("malformed query: control character in field name %q", truncate(name))
 			}
 		}
-		a := f.Action(name)
-		nv := Apply(a, name, value, env)
+		nv := value
+		if a != Keep {
+			nv = Apply(a, name, value, env)
+		}
 		switch {
 		case nv == "":
 			st.Dropped++
 			continue
-		case a == ID:
+		case a == ID || a == ShortID:
 			st.Pseudonymised++
 		case nv != value:
 			st.Changed++
@@ -215,11 +239,56 @@ func (f Fields) RewriteQuery(raw string, env Env) (string, Stats, error) {
 			b.WriteString(pair)
 			continue
 		}
-		b.WriteString(url.QueryEscape(name))
+		writeQueryEscaped(&b, name)
 		b.WriteByte('=')
-		b.WriteString(url.QueryEscape(nv))
+		writeQueryEscaped(&b, nv)
 	}
 	return b.String(), st, nil
+}
+
+// validQueryEscapes reports whether url.QueryUnescape accepts s: every
+// '%' starts a %XX escape.
+func validQueryEscapes(s string) bool {
+	for i := strings.IndexByte(s, '%'); i >= 0; i = strings.IndexByte(s, '%') {
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			return false
+		}
+		s = s[i+3:]
+	}
+	return true
+}
+
+// writeQueryEscaped writes url.QueryEscape(s) to b without making the
+// escaped string first.
+func writeQueryEscaped(b *strings.Builder, s string) {
+	const hex = "0123456789ABCDEF"
+	plain := 0 // s[plain:i] needs no escaping
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if unreserved[c] {
+			continue
+		}
+		b.WriteString(s[plain:i])
+		plain = i + 1
+		if c == ' ' {
+			b.WriteByte('+')
+			continue
+		}
+		b.Write([]byte{'%', hex[c>>4], hex[c&15]})
+	}
+	b.WriteString(s[plain:])
+}
+
+// unreserved marks the bytes url.QueryEscape writes as they are.
+var unreserved = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~'
+	}
+	return t
+}()
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 func truncate(s string) string {
@@ -237,6 +306,9 @@ const MaxJSONDepth = 32
 // "client_id", "events[].params.*", "user_properties".
 type JSONRules struct {
 	Fields
+	// Queries rewrite the strings whose action is Query (a profile's own
+	// query rules, for Matomo's bulk requests).
+	Queries Fields
 }
 
 // RewriteJSON rewrites a JSON body; values whose path no rule names follow
@@ -318,12 +390,15 @@ func (j JSONRules) walk(v any, path string, depth int, env Env, st *Stats) (any,
 	a := j.action(path)
 	switch x := v.(type) {
 	case string:
+		if a == Query {
+			return j.rewriteQueryString(x, env, st)
+		}
 		nv := Apply(a, path, x, env)
 		if nv == "" {
 			st.Dropped++
 			return nil, false, nil
 		}
-		if a == ID {
+		if a == ID || a == ShortID {
 			st.Pseudonymised++
 		}
 		return nv, true, nil
@@ -339,9 +414,9 @@ func (j JSONRules) walk(v any, path string, depth int, env Env, st *Stats) (any,
 			}
 			return x, true, nil
 		}
-		if a == ID && x != nil {
+		if (a == ID || a == ShortID) && x != nil {
 			// Numeric identifiers become pseudonyms too.
-			nv := env.ID(path, fmt.Sprint(x))
+			nv := Apply(a, path, fmt.Sprint(x), env)
 			if nv == "" {
 				st.Dropped++
 				return nil, false, nil
@@ -353,6 +428,28 @@ func (j JSONRules) walk(v any, path string, depth int, env Env, st *Stats) (any,
 		return nil, false, nil
 	}
 	return nil, false, nil
+}
+
+// rewriteQueryString rewrites a query held in a JSON string ("?idsite=1&
+// _id=…", as in Matomo's bulk requests) with the Queries rules. A malformed
+// query is an error, as in a URL.
+func (j JSONRules) rewriteQueryString(s string, env Env, st *Stats) (any, bool, error) {
+	raw, mark := strings.CutPrefix(s, "?")
+	q, qst, err := j.Queries.RewriteQuery(raw, env)
+	st.Dropped += qst.Dropped
+	st.Pseudonymised += qst.Pseudonymised
+	st.Changed += qst.Changed
+	if err != nil {
+		return nil, false, err
+	}
+	if q == "" {
+		st.Dropped++
+		return nil, false, nil
+	}
+	if mark {
+		q = "?" + q
+	}
+	return q, true, nil
 }
 
 // action looks a JSON path up, trying "*" in place of the last key.

@@ -71,6 +71,32 @@ func TestMatomoQuery(t *testing.T) {
 	}
 }
 
+// hexEnv pseudonymises like the privacy filter: 32 hex digits.
+type hexEnv struct{ markEnv }
+
+func (hexEnv) ID(name, v string) string { return "0123456789abcdef0123456789abcdef" }
+
+func TestMatomoBulkAndShortIDs(t *testing.T) {
+	in := `{"requests":["?idsite=1&rec=1&_id=abcdef0123456789&cid=0123456789abcdef&uid=jane&cip=198.51.100.7&lat=51.5",` +
+		`"?idsite=1&rec=1&_id=abcdef0123456789&url=https%3A%2F%2Fshop%2F",{"not":"a query"},"idsite=2&token_auth=t"],` +
+		`"token_auth":"secret","send_image":0}`
+	out, st, err := Matomo().JSON.RewriteJSON([]byte(in), hexEnv{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"requests":["?idsite=1\u0026rec=1\u0026_id=0123456789abcdef\u0026cid=0123456789abcdef\u0026uid=0123456789abcdef0123456789abcdef\u0026cip=IP",` +
+		`"?idsite=1\u0026rec=1\u0026_id=0123456789abcdef\u0026url=URL","idsite=2"],"send_image":0}`
+	if string(out) != want {
+		t.Errorf("bulk:\n got %s\nwant %s", out, want)
+	}
+	if st.Pseudonymised != 4 || st.Dropped < 4 {
+		t.Errorf("stats: %+v", st)
+	}
+	if _, _, err := Matomo().JSON.RewriteJSON([]byte(`{"requests":["?_id=%zz"]}`), hexEnv{}); err == nil {
+		t.Error("a bulk request with invalid percent-encoding was accepted")
+	}
+}
+
 func TestMalformedQuery(t *testing.T) {
 	if _, _, err := GA4().Query.RewriteQuery("cid=%zz", markEnv{}); err == nil {
 		t.Fatal("invalid percent-encoding accepted")
@@ -155,12 +181,77 @@ func TestForPath(t *testing.T) {
 	}
 }
 
+// rewriteQueryReference is RewriteQuery as first written: every value
+// decoded, every rewritten pair escaped with url.QueryEscape.
+func (f Fields) rewriteQueryReference(raw string, env Env) (string, Stats, error) {
+	var st Stats
+	var b strings.Builder
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" {
+			continue
+		}
+		if strings.IndexByte(pair, ';') >= 0 {
+			return "", st, fmt.Errorf("malformed query: semicolon in %q", truncate(pair))
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			return "", st, fmt.Errorf("malformed query: %w", err)
+		}
+		value, err := url.QueryUnescape(v)
+		if err != nil {
+			return "", st, fmt.Errorf("malformed query: %w", err)
+		}
+		for i := 0; i < len(name); i++ {
+			if name[i] < 0x20 || name[i] == 0x7f {
+				return "", st, fmt.Errorf("malformed query: control character in field name %q", truncate(name))
+			}
+		}
+		a := f.Action(name)
+		nv := Apply(a, name, value, env)
+		switch {
+		case nv == "":
+			st.Dropped++
+			continue
+		case a == ID:
+			st.Pseudonymised++
+		case nv != value:
+			st.Changed++
+		}
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		if nv == value && a == Keep {
+			b.WriteString(pair)
+			continue
+		}
+		b.WriteString(url.QueryEscape(name))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(nv))
+	}
+	return b.String(), st, nil
+}
+
 func FuzzRewriteQuery(f *testing.F) {
 	f.Add("cid=1&_uip=1.2.3.4&dl=http%3A%2F%2Fx")
 	f.Add("a=%zz")
 	f.Add("&&==;;")
+	f.Add("v=%zz&tid=a+b%20c&en=%&unknown=%zz&up.x=%4")
+	f.Add("tid=&v&=x&sr=1920%C3%97&dt=caf%C3%A9+%E2%82%AC&ep.a%20b=x%00y")
 	f.Fuzz(func(t *testing.T, q string) {
-		out, _, err := GA4().Query.RewriteQuery(q, markEnv{})
+		out, st, err := GA4().Query.RewriteQuery(q, markEnv{})
+		// Passing kept values on undecoded and escaping in place give
+		// what decoding and url.QueryEscape gave.
+		wout, wst, werr := GA4().Query.rewriteQueryReference(q, markEnv{})
+		if out != wout || st != wst || fmt.Sprint(err) != fmt.Sprint(werr) {
+			t.Fatalf("RewriteQuery(%q) = %q, %+v, %v; the reference gives %q, %+v, %v", q, out, st, err, wout, wst, werr)
+		}
+		var b strings.Builder
+		if writeQueryEscaped(&b, q); b.String() != url.QueryEscape(q) {
+			t.Fatalf("writeQueryEscaped(%q) = %q, url.QueryEscape %q", q, b.String(), url.QueryEscape(q))
+		}
 		if err != nil {
 			return
 		}
@@ -182,7 +273,29 @@ func FuzzRewriteQuery(f *testing.F) {
 func FuzzRewriteJSON(f *testing.F) {
 	f.Add(`{"client_id":"1","events":[{"name":"x","params":{"a":"b"}}]}`)
 	f.Add(`[1,2,{"client_id":3}]`)
+	f.Add(`{"requests":["?idsite=1&_id=abc&cip=1.2.3.4","?x=%zz",7,{"a":"b"}],"token_auth":"t"}`)
 	f.Fuzz(func(t *testing.T, body string) {
+		// Matomo's bulk requests: every query inside is rewritten, none
+		// passes as sent.
+		if out, _, err := Matomo().JSON.RewriteJSON([]byte(body), markEnv{}); err == nil {
+			var bulk struct{ Requests []string }
+			if !json.Valid(out) {
+				t.Fatalf("invalid JSON out: %q", out)
+			}
+			if json.Unmarshal(out, &bulk) == nil {
+				for _, r := range bulk.Requests {
+					q, perr := url.ParseQuery(strings.TrimPrefix(r, "?"))
+					if perr != nil {
+						t.Fatalf("bulk request out is not a query: %q", r)
+					}
+					for k, vs := range q {
+						if a := Matomo().Query.Action(k); (a == ID || a == ShortID) && !strings.HasPrefix(vs[0], "ID(") {
+							t.Fatalf("identifier %s passed through: %q", k, r)
+						}
+					}
+				}
+			}
+		}
 		out, _, err := GA4().JSON.RewriteJSON([]byte(body), markEnv{})
 		if err != nil {
 			return

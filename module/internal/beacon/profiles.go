@@ -34,6 +34,9 @@ func GA4() *Profile {
 		Query: NewFields([]Rule{
 			{"v", Keep}, {"tid", Keep}, {"gtm", Keep}, {"_p", Keep}, {"gcs", Keep}, {"gcd", Keep},
 			{"npa", Keep}, {"dma", Keep}, {"dma_cps", Keep}, {"pscdl", Keep}, {"_eu", Keep}, {"tag_exp", Keep},
+			// The Measurement Protocol's property and its secret (the
+			// site's, not the visitor's).
+			{"measurement_id", Keep}, {"api_secret", Keep}, {"firebase_app_id", Keep},
 			{"cid", ID}, {"uid", ID}, {"sid", ID},
 			{"_uip", IP}, {"uip", IP},
 			{"ul", Lang}, {"sr", Keep}, {"dl", URL}, {"dr", Referrer}, {"dt", Redact},
@@ -45,7 +48,7 @@ func GA4() *Profile {
 			{"up.*", Drop}, {"upn.*", Drop}, {"uafvl", Drop}, {"uaa", Drop}, {"uab", Drop},
 			{"uam", Drop}, {"uamb", Drop}, {"uap", Drop}, {"uapv", Drop}, {"uaw", Drop},
 		}, Drop),
-		JSON: JSONRules{NewFields([]Rule{
+		JSON: JSONRules{Fields: NewFields([]Rule{
 			{"client_id", ID}, {"app_instance_id", ID}, {"user_id", ID},
 			{"timestamp_micros", Keep}, {"non_personalized_ads", Keep},
 			{"ip_override", IP}, {"user_agent", UA},
@@ -63,37 +66,48 @@ func GA4() *Profile {
 }
 
 // Matomo is Matomo's tracking API on /matomo.php (or /piwik.php), in the
-// query or a form body.
+// query or a form body, and its bulk requests: a JSON body whose
+// "requests" are queries (matomo.js posts it as a form).
 func Matomo() *Profile {
+	query := matomoQuery()
 	return &Profile{
-		Name: "matomo",
-		Query: NewFields([]Rule{
-			{"idsite", Keep}, {"rec", Keep}, {"apiv", Keep}, {"r", Keep}, {"rand", Keep},
-			{"h", Keep}, {"m", Keep}, {"s", Keep}, {"res", Keep}, {"cookie", Keep}, {"send_image", Keep},
-			{"pv_id", Keep}, {"ca", Keep}, {"bots", Keep}, {"new_visit", Keep}, {"ping", Keep},
-			{"gt_ms", Keep}, {"pf_*", Keep}, {"e_v", Keep}, {"revenue", Keep}, {"ec_id", Keep},
-			{"_id", ID}, {"cid", ID}, {"uid", ID}, {"_idn", Keep}, {"_idvc", Keep},
-			{"cip", IP}, {"ua", UA}, {"lang", Lang},
-			{"url", URL}, {"link", URL}, {"download", URL},
-			{"urlref", Referrer}, {"_ref", Referrer},
-			{"action_name", Redact}, {"e_c", Redact}, {"e_a", Redact}, {"e_n", Redact},
-			{"c_n", Redact}, {"c_p", Redact}, {"c_t", Redact}, {"dimension*", Redact},
-			{"country", Country},
-			// Coordinates, finer location, custom variables, search terms
-			// and credentials never reach analytics.
-			{"lat", Drop}, {"long", Drop}, {"city", Drop}, {"region", Drop},
-			{"_cvar", Drop}, {"cvar", Drop}, {"search", Drop}, {"search_cat", Drop}, {"search_count", Drop},
-			{"token_auth", Drop}, {"_rcn", Drop}, {"_rck", Drop}, {"_viewts", Drop}, {"_idts", Drop},
-			{"uadata", Drop},
-		}, Drop),
+		Name:  "matomo",
+		Query: query,
+		JSON: JSONRules{
+			Fields:  NewFields([]Rule{{"requests[]", Query}, {"send_image", Keep}}, Drop),
+			Queries: query,
+		},
 	}
+}
+
+func matomoQuery() Fields {
+	return NewFields([]Rule{
+		{"idsite", Keep}, {"rec", Keep}, {"apiv", Keep}, {"r", Keep}, {"rand", Keep},
+		{"h", Keep}, {"m", Keep}, {"s", Keep}, {"res", Keep}, {"cookie", Keep}, {"send_image", Keep},
+		{"pv_id", Keep}, {"ca", Keep}, {"bots", Keep}, {"new_visit", Keep}, {"ping", Keep},
+		{"gt_ms", Keep}, {"pf_*", Keep}, {"e_v", Keep}, {"revenue", Keep}, {"ec_id", Keep},
+		// Matomo takes only 16 hex digits as a visitor ID.
+		{"_id", ShortID}, {"cid", ShortID}, {"uid", ID}, {"_idn", Keep}, {"_idvc", Keep},
+		{"cip", IP}, {"ua", UA}, {"lang", Lang},
+		{"url", URL}, {"link", URL}, {"download", URL},
+		{"urlref", Referrer}, {"_ref", Referrer},
+		{"action_name", Redact}, {"e_c", Redact}, {"e_a", Redact}, {"e_n", Redact},
+		{"c_n", Redact}, {"c_p", Redact}, {"c_t", Redact}, {"dimension*", Redact},
+		{"country", Country},
+		// Coordinates, finer location, custom variables, search terms
+		// and credentials never reach analytics.
+		{"lat", Drop}, {"long", Drop}, {"city", Drop}, {"region", Drop},
+		{"_cvar", Drop}, {"cvar", Drop}, {"search", Drop}, {"search_cat", Drop}, {"search_count", Drop},
+		{"token_auth", Drop}, {"_rcn", Drop}, {"_rck", Drop}, {"_viewts", Drop}, {"_idts", Drop},
+		{"uadata", Drop},
+	}, Drop)
 }
 
 // Plausible is Plausible's event API (/api/event, JSON).
 func Plausible() *Profile {
 	return &Profile{
 		Name: "plausible",
-		JSON: JSONRules{NewFields([]Rule{
+		JSON: JSONRules{Fields: NewFields([]Rule{
 			{"n", Keep}, {"name", Keep}, {"d", Keep}, {"domain", Keep},
 			{"u", URL}, {"url", URL}, {"r", Referrer}, {"referrer", Referrer},
 			{"w", Keep}, {"h", Keep}, {"interactive", Keep},
@@ -107,7 +121,7 @@ func Plausible() *Profile {
 func Umami() *Profile {
 	return &Profile{
 		Name: "umami",
-		JSON: JSONRules{NewFields([]Rule{
+		JSON: JSONRules{Fields: NewFields([]Rule{
 			{"type", Keep},
 			{"payload.website", Keep}, {"payload.hostname", Keep}, {"payload.screen", Keep},
 			{"payload.language", Lang}, {"payload.url", URL}, {"payload.referrer", Referrer},

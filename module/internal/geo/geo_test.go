@@ -577,7 +577,9 @@ func BenchmarkLookup(b *testing.B) {
 	geotest.WriteType(b, countryPath, geotest.TypeCountry, map[string]geotest.Entry{
 		"81.2.69.0/24": {Country: "GB"},
 	})
-	city, country := open(b, cityPath), open(b, countryPath)
+	fullPath := filepath.Join(b.TempDir(), "GeoLite2-City-full.mmdb")
+	geotest.Write(b, fullPath, map[string]geotest.Entry{"81.2.69.0/24": {Country: "GB", Region: "ENG", Full: true}})
+	city, country, full := open(b, cityPath), open(b, countryPath), open(b, fullPath)
 	benchmarks := []struct {
 		name string
 		r    *geo.Reader
@@ -589,6 +591,8 @@ func BenchmarkLookup(b *testing.B) {
 		{"city/miss", city, "8.8.8.8", geo.Location{}},
 		{"city/private", city, "10.1.2.3", geo.Location{}},
 		{"country/IPv4", country, "81.2.69.1", geo.Location{Country: "GB"}},
+		// A record as full as GeoLite2 City's: names, coordinates, postal code.
+		{"city/full", full, "81.2.69.1", answerA},
 	}
 	for _, bm := range benchmarks {
 		b.Run(bm.name, func(b *testing.B) {

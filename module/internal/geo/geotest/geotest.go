@@ -31,6 +31,10 @@ type Entry struct {
 	// prefix, e.g. "CA") stored as subdivisions[0].iso_code; "" stores no
 	// subdivisions.
 	Region string
+	// Full fills the record the way GeoLite2 City does: names in eight
+	// languages, geoname ids, a city, a postal code, coordinates and a
+	// time zone, so that benchmarks decode what a real database holds.
+	Full bool
 }
 
 // Write writes a MaxMind-format database at path with the given networks
@@ -97,7 +101,7 @@ func WriteType(t testing.TB, path, dbType string, networks map[string]Entry) {
 }
 
 // record lays an Entry out the way GeoIP2/GeoLite2 City and Country databases
-// do, so that geoip2-golang decodes it.
+// do, so that the geo package (and geoip2-golang) decode it.
 func record(e Entry) mmdbtype.Map {
 	m := mmdbtype.Map{}
 	if e.Country != "" {
@@ -113,7 +117,46 @@ func record(e Entry) mmdbtype.Map {
 			mmdbtype.Map{"iso_code": mmdbtype.String(e.Region)},
 		}
 	}
+	if e.Full {
+		fill(m, e)
+	}
 	return m
+}
+
+// fill adds what a GeoLite2 City record holds besides the ISO codes.
+func fill(m mmdbtype.Map, e Entry) {
+	names := func(base string) mmdbtype.Map {
+		n := mmdbtype.Map{}
+		for _, lang := range []string{"de", "en", "es", "fr", "ja", "pt-BR", "ru", "zh-CN"} {
+			n[mmdbtype.String(lang)] = mmdbtype.String(base + " (" + lang + ")")
+		}
+		return n
+	}
+	for _, key := range []mmdbtype.String{"country", "registered_country"} {
+		if c, ok := m[key].(mmdbtype.Map); ok {
+			c["geoname_id"] = mmdbtype.Uint32(2921044)
+			c["is_in_european_union"] = mmdbtype.Bool(continents[e.Country] == "EU")
+			c["names"] = names("Country " + e.Country)
+		}
+	}
+	if c, ok := m["continent"].(mmdbtype.Map); ok {
+		c["geoname_id"] = mmdbtype.Uint32(6255148)
+		c["names"] = names("Continent")
+	}
+	if s, ok := m["subdivisions"].(mmdbtype.Slice); ok {
+		for _, sub := range s {
+			sub.(mmdbtype.Map)["geoname_id"] = mmdbtype.Uint32(2950157)
+			sub.(mmdbtype.Map)["names"] = names("Region " + e.Region)
+		}
+	}
+	m["city"] = mmdbtype.Map{"geoname_id": mmdbtype.Uint32(2950159), "names": names("City")}
+	m["postal"] = mmdbtype.Map{"code": mmdbtype.String("10115")}
+	m["location"] = mmdbtype.Map{
+		"accuracy_radius": mmdbtype.Uint16(20),
+		"latitude":        mmdbtype.Float64(52.5196),
+		"longitude":       mmdbtype.Float64(13.4069),
+		"time_zone":       mmdbtype.String("Europe/Berlin"),
+	}
 }
 
 // continents maps the countries tests commonly use to their continent codes;
