@@ -14,12 +14,12 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2/mmdbdata"
 )
@@ -319,28 +319,35 @@ func load(path string) (*database, fs.FileInfo, error) {
 	if _, err := buf.ReadFrom(f); err != nil {
 		return nil, nil, err
 	}
+	// geoip2 is the authority on what the database is: it knows MaxMind's
+	// and compatible (DB-IP, …) type names and which carry country data.
+	// Look-ups then go through the same bytes with maxminddb directly,
+	// decoding only the ISO codes (geoip2 decodes whole records: names in
+	// every language, coordinates, postal codes).
+	g, err := geoip2.OpenBytes(buf.Bytes())
+	if err != nil {
+		var unknown geoip2.UnknownDatabaseTypeError
+		if errors.As(err, &unknown) {
+			return nil, fi, fmt.Errorf("unsupported database type (want a GeoIP2 or GeoLite2 City or Country database, or a compatible one): %w", err)
+		}
+		return nil, fi, err
+	}
+	if _, err := g.Country(netip.IPv4Unspecified()); err != nil {
+		var invalid geoip2.InvalidMethodError
+		if errors.As(err, &invalid) {
+			return nil, fi, fmt.Errorf("database type %q has no country data", g.Metadata().DatabaseType)
+		}
+	}
 	reader, err := maxminddb.OpenBytes(buf.Bytes())
 	if err != nil {
 		return nil, fi, err
 	}
-	// An in-memory reader holds nothing to release when it is rejected.
-	dbType := reader.Metadata.DatabaseType
 	db := &database{reader: reader}
-	switch {
-	case strings.Contains(dbType, "City"), strings.Contains(dbType, "Enterprise"):
-		db.city = true
-	case strings.Contains(dbType, "Country"):
-	case slices.ContainsFunc(noLocationTypes, func(t string) bool { return strings.Contains(dbType, t) }):
-		return nil, fi, fmt.Errorf("database type %q has no country data", dbType)
-	default:
-		return nil, fi, fmt.Errorf("unsupported %q database type (want a GeoIP2 or GeoLite2 City or Country database, or a compatible one)", dbType)
-	}
+	// geoip2 allows City look-ups on Country databases; only the others
+	// (City, Enterprise, DB-IP Location) carry subdivisions.
+	db.city = !strings.Contains(g.Metadata().DatabaseType, "Country")
 	return db, fi, nil
 }
-
-// noLocationTypes name the MaxMind-format databases that map addresses to
-// something other than places.
-var noLocationTypes = []string{"ASN", "ISP", "Anonymous", "Connection-Type", "Domain"}
 
 // sameFile reports whether b describes the same file, unchanged, as a.
 func sameFile(a, b fs.FileInfo) bool {
