@@ -201,10 +201,40 @@ func (a *App) correctVisitor(req store.Request, seq uint64) (store.Request, stor
 }
 
 // tally counts what the gateway held back, per site, day and kind, in
-// memory; flush adds the counts to the store's aggregate counters.
+// memory; flush adds the counts to the store's aggregate counters. Keys are
+// structs of strings the callers already hold, so counting allocates only
+// for a new cell.
 type tally struct {
-	mu sync.Mutex
-	m  map[string]uint64
+	mu  sync.Mutex
+	m   map[tallyKey]uint64
+	day atomic.Pointer[tallyDay]
+}
+
+type tallyKey struct{ kind, site, day, what, category string }
+
+// tallyDay caches the formatted UTC day.
+type tallyDay struct {
+	n    int64 // days since the epoch
+	name string
+}
+
+func (t *tally) dayOf(now time.Time) string {
+	n := now.Unix() / 86400
+	if d := t.day.Load(); d != nil && d.n == n {
+		return d.name
+	}
+	d := &tallyDay{n: n, name: store.Day(now)}
+	t.day.Store(d)
+	return d.name
+}
+
+func (t *tally) add(k tallyKey, n uint64) {
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = make(map[tallyKey]uint64)
+	}
+	t.m[k] += n
+	t.mu.Unlock()
 }
 
 // enforced counts n enforcement events (cookies removed, elements
@@ -214,13 +244,7 @@ func (a *App) enforced(site, what, category string, n int) {
 	if n <= 0 || a.tally == nil {
 		return
 	}
-	key := store.CounterKey("e", site, store.Day(a.clock()), what, category)
-	a.tally.mu.Lock()
-	if a.tally.m == nil {
-		a.tally.m = make(map[string]uint64)
-	}
-	a.tally.m[key] += uint64(n)
-	a.tally.mu.Unlock()
+	a.tally.add(tallyKey{"e", site, a.tally.dayOf(a.clock()), what, category}, uint64(n))
 }
 
 // pageview counts a page view by site, day and country (privacy filter,
@@ -229,24 +253,25 @@ func (a *App) pageview(site, country string) {
 	if a.tally == nil {
 		return
 	}
-	key := store.CounterKey("p", site, store.Day(a.clock()), country)
-	a.tally.mu.Lock()
-	if a.tally.m == nil {
-		a.tally.m = make(map[string]uint64)
-	}
-	a.tally.m[key]++
-	a.tally.mu.Unlock()
+	a.tally.add(tallyKey{"p", site, a.tally.dayOf(a.clock()), country, ""}, 1)
 }
 
 // flushTally writes the counted events to the store.
 func (a *App) flushTally() error {
+	if a.tally == nil {
+		return nil
+	}
 	a.tally.mu.Lock()
 	m := a.tally.m
 	a.tally.m = nil
 	a.tally.mu.Unlock()
 	var errs []error
 	for k, n := range m {
-		if err := a.store.Add(k, n); err != nil {
+		key := store.CounterKey(k.kind, k.site, k.day, k.what, k.category)
+		if k.kind == "p" {
+			key = store.CounterKey(k.kind, k.site, k.day, k.what)
+		}
+		if err := a.store.Add(key, n); err != nil {
 			errs = append(errs, err)
 		}
 	}
