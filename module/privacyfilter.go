@@ -197,7 +197,9 @@ func (f *PrivacyFilter) Validate() error {
 // dropHeaders never reach analytics: cookies, client addresses, cache
 // validators (an ETag works like a cookie), device hints that add
 // fingerprinting detail, and location headers the client may have sent
-// itself (the filter sets its own). Sec-CH-UA hints are reduced separately.
+// itself (the filter sets its own), and Umami's session cache token (an
+// identifier that would outlive the visitor's consent). Sec-CH-UA hints
+// are reduced separately.
 var dropHeaders = []string{
 	"Cookie",
 	"X-Forwarded-For", "X-Real-Ip", "Forwarded", "True-Client-Ip", "Cf-Connecting-Ip", "Client-Ip",
@@ -207,6 +209,7 @@ var dropHeaders = []string{
 	"Sec-Ch-Dpr", "Sec-Ch-Viewport-Width", "Sec-Ch-Viewport-Height", "Sec-Ch-Width", "Sec-Ch-Device-Memory",
 	"Sec-Ch-Prefers-Color-Scheme", "Sec-Ch-Prefers-Reduced-Motion", "Sec-Ch-Prefers-Reduced-Transparency",
 	"X-Geo-Country", "X-Geo-Region",
+	"X-Umami-Cache",
 }
 
 // dropHeaderSet holds dropHeaders in the form dropsHeader compares.

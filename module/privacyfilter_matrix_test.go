@@ -92,6 +92,7 @@ const (
 var matrixForbidden = []string{
 	"1187654321", "1712345678", matrixUserID, matrixMatomoID, matrixUmamiID, matrixGenericID, "sess-4f2a9c",
 	chromeUA, "6367.91", "537.36", "Win64", "jane", "CLICK123", matrixTokenAuth, "_ga=", "_pk_id", "_ym_",
+	"umami-session-token-8c1d",
 }
 
 // matrixVisitor is one visitor (with or without analytics consent) coming
@@ -179,6 +180,7 @@ func (v *matrixVisitor) headers() []string {
 		"X-Forwarded-For", v.ip, "X-Real-IP", v.ip, "True-Client-IP", v.ip, "CF-Connecting-IP", v.ip,
 		"Client-IP", v.ip, "X-Client-IP", v.ip, "X-Cluster-Client-IP", v.ip, "Fastly-Client-IP", v.ip,
 		"Forwarded", fwd, "X-Original-Forwarded-For", v.ip, "X_Forwarded_For", v.ip,
+		"X-Umami-Cache", "umami-session-token-8c1d",
 		"Accept-Language", "de-DE,de;q=0.9,en;q=0.8",
 		"Referer", "https://shop.example/shop/p?email=jane%40example.com",
 		"Sec-CH-UA", `"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"`,
