@@ -416,20 +416,161 @@ func (p htmlPolicy) Inject(lang string) []byte {
 
 func (p htmlPolicy) InjectEarly() []byte { return p.early }
 
-// htmlStream feeds a response body through the rewriter running in its own
-// goroutine: the handler writes into a pipe, the rewriter writes to the
-// client as tokens complete, so nothing is buffered beyond one token.
+// htmlStream rewrites a response body on its way to the client. A body
+// that is not compressed is rewritten in the handler's goroutine, within
+// each Write (htmlWriter); a gzip body must be read to be decoded, so its
+// rewriter runs in a goroutine of its own and is fed through a pipe.
+// Either way nothing is buffered beyond one token.
 type htmlStream struct {
-	pw   *io.PipeWriter
+	// pw takes the body the handler writes; closing it ends the body.
+	pw interface {
+		io.Writer
+		Close() error
+		CloseWithError(error) error
+	}
+	// done receives the rewrite's result once pw is closed.
 	done chan error
-	// flush is set when the handler flushes; the rewriter goroutine, the
-	// only writer to the client, flushes when it next waits for input.
-	flush atomic.Bool
+	// flush is set when the handler flushes.
+	flush flushRequest
 }
 
-// flushingReader feeds the tokenizer: each time it asks for more input,
-// everything rewritten so far goes to the client writer (so the page
-// streams), and to the network too when the handler asked for a flush.
+// flushRequest passes the handler's flushes on: at once when the rewriter
+// runs in the handler's goroutine, or else when the rewriter goroutine,
+// then the only writer to the client, has consumed what came before and
+// next waits for input.
+type flushRequest struct {
+	atomic.Bool
+	now *htmlWriter
+}
+
+func (f *flushRequest) Store(v bool) {
+	if f.now != nil {
+		if v {
+			f.now.flush()
+		}
+		return
+	}
+	f.Bool.Store(v)
+}
+
+// htmlWriter rewrites a body as the handler writes it, into bw. What a
+// Write leaves in bw goes to the client when bw is full, when the handler
+// flushes, at the end, or flushDelay after it was written, whichever
+// comes first: a body already in flight (reverse_proxy's writes follow
+// one another at once) leaves in a few large chunks, not one or two per
+// write, while a page whose upstream stalls still streams.
+type htmlWriter struct {
+	rw *responseWriter
+	s  *htmlStream
+	hw *htmlrewrite.Writer
+	bw *bufio.Writer
+
+	// mu serialises the handler's calls and the timer's flush.
+	mu      sync.Mutex
+	timer   *time.Timer
+	pending bool  // the timer is set for output in bw
+	err     error // the first error writing, or the rewriter's panic
+	done    bool
+}
+
+// flushDelay is the longest rewritten output waits in bw for more.
+const flushDelay = 2 * time.Millisecond
+
+func (w *htmlWriter) Write(p []byte) (n int, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.err != nil:
+		return 0, w.err
+	case w.done:
+		return 0, io.ErrClosedPipe
+	}
+	defer w.recover(&err)
+	if _, err = w.hw.Write(p); err != nil {
+		w.err = err
+		return 0, err
+	}
+	if w.bw.Buffered() > 0 && !w.pending {
+		w.pending = true
+		if w.timer == nil {
+			w.timer = time.AfterFunc(flushDelay, w.timedFlush)
+		} else {
+			w.timer.Reset(flushDelay)
+		}
+	}
+	return len(p), nil
+}
+
+// recover turns a panic of the rewriter (or of the client's writer) into
+// an error that ends the response, as a failed write to the client would.
+func (w *htmlWriter) recover(err *error) {
+	if p := recover(); p != nil {
+		w.err = fmt.Errorf("html rewriter panic: %v", p)
+		*err = w.err
+	}
+}
+
+// timedFlush sends what has waited flushDelay in bw.
+func (w *htmlWriter) timedFlush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var err error
+	defer w.recover(&err)
+	w.pending = false
+	if !w.done && w.err == nil {
+		w.err = w.bw.Flush()
+	}
+}
+
+// flush is the handler's flush: bw, then the client's connection.
+func (w *htmlWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done || w.err != nil {
+		return
+	}
+	if w.err = w.bw.Flush(); w.err == nil {
+		_ = http.NewResponseController(w.rw.ResponseWriter).Flush()
+	}
+}
+
+func (w *htmlWriter) Close() error { return w.CloseWithError(nil) }
+
+// CloseWithError ends the body: unless writing has failed, what is left
+// of it is rewritten as its end and sent. done receives the first error
+// writing, or else cause.
+func (w *htmlWriter) CloseWithError(cause error) (err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return nil
+	}
+	w.done = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	defer func() {
+		w.rw.h.countHeld(w.rw.d.SiteID, w.hw.Stats())
+		w.bw.Reset(nil)
+		htmlWriters.Put(w.bw)
+		if w.err == nil {
+			w.err = cause
+		}
+		w.s.done <- w.err
+	}()
+	if w.err == nil {
+		defer w.recover(&err)
+		if w.err = w.hw.Close(); w.err == nil {
+			w.err = w.bw.Flush()
+		}
+	}
+	return nil
+}
+
+// flushingReader feeds the rewriter goroutine: each time it asks for more
+// input, everything rewritten so far goes to the client writer (so the
+// page streams), and to the network too when the handler asked for a
+// flush.
 type flushingReader struct {
 	r   io.Reader
 	bw  *bufio.Writer
@@ -486,19 +627,25 @@ func (rw *responseWriter) startHTML() {
 	case "report":
 		hdr.Add("Content-Security-Policy-Report-Only", rw.h.contentSecurityPolicy(rw.d))
 	}
-	pr, pw := io.Pipe()
-	s := &htmlStream{pw: pw, done: make(chan error, 1)}
+	s := &htmlStream{done: make(chan error, 1)}
 	out := rw.ResponseWriter
 	policy := htmlPolicy{h: rw.h, r: rw.r, d: rw.d}
 	if rw.h.bannerOn() {
 		policy.early = consentModeDefault(rw.d)
 	}
-	// Batch the rewriter's output into the client's writer so each upstream
-	// read costs one write (one chunk), not several; the buffer goes out
-	// whenever the rewriter waits for more input, so the page still
-	// streams. It is larger than the rewriter's 32 KiB reads.
+	// Gather the rewriter's output for the client's writer, so the page
+	// leaves in a few large chunks rather than one per token changed or
+	// per write. It is larger than reverse_proxy's 32 KiB writes.
 	bw := htmlWriters.Get().(*bufio.Writer)
 	bw.Reset(out)
+	rw.html = s
+	if !decodeGzip {
+		w := &htmlWriter{rw: rw, s: s, hw: htmlrewrite.NewWriter(bw, policy), bw: bw}
+		s.pw, s.flush.now = w, w
+		return
+	}
+	pr, pw := io.Pipe()
+	s.pw = pw
 	go func() {
 		var src io.Reader = &flushingReader{r: pr, bw: bw, out: out, s: s}
 		var err error
@@ -511,15 +658,10 @@ func (rw *responseWriter) startHTML() {
 				s.done <- err
 			}
 		}()
-		if decodeGzip {
-			var zr *gzip.Reader
-			if zr, err = gzip.NewReader(src); err == nil {
-				src = zr
-			}
-		}
-		if err == nil {
+		var zr *gzip.Reader
+		if zr, err = gzip.NewReader(src); err == nil {
 			var st htmlrewrite.Stats
-			st, err = htmlrewrite.Rewrite(bw, src, policy)
+			st, err = htmlrewrite.Rewrite(bw, zr, policy)
 			if ferr := bw.Flush(); err == nil {
 				err = ferr
 			}
@@ -531,7 +673,6 @@ func (rw *responseWriter) startHTML() {
 		pr.CloseWithError(err)
 		s.done <- err
 	}()
-	rw.html = s
 }
 
 // htmlWriters are the rewriters' client buffers.

@@ -16,9 +16,12 @@ package htmlrewrite
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"io"
 	"net/url"
 	"strings"
+	"sync"
 
 	"golang.org/x/net/html"
 )
@@ -75,10 +78,120 @@ type Stats struct {
 // Output flows as input arrives; a read error ends the rewrite after what
 // was read has been written.
 func Rewrite(w io.Writer, r io.Reader, p Policy) (Stats, error) {
-	rw := &rewriter{w: w, p: p, early: earlyOf(p)}
-	err := rw.run(r)
-	return rw.stats, err
+	rw := NewWriter(w, p)
+	bp := readPool.Get().(*[]byte)
+	defer readPool.Put(bp)
+	for {
+		n, rerr := readSome(r, *bp)
+		if _, err := rw.Write((*bp)[:n]); err != nil {
+			rw.Close()
+			return rw.Stats(), err
+		}
+		if rerr != nil {
+			if err := rw.Close(); err != nil || errors.Is(rerr, io.EOF) {
+				return rw.Stats(), err
+			}
+			return rw.Stats(), rerr
+		}
+	}
 }
+
+// Writer is Rewrite for input that is written rather than read: each
+// Write rewrites at once all it can, in the caller's goroutine, and keeps
+// only an unfinished token for the next; Close ends the input. Output goes
+// to the underlying writer as it is rewritten.
+type Writer struct {
+	rw     rewriter
+	carry  *[]byte // the unfinished token, from carryPool
+	closed bool
+}
+
+// NewWriter returns a Writer that writes the rewritten input to w.
+func NewWriter(w io.Writer, p Policy) *Writer {
+	return &Writer{rw: rewriter{w: w, p: p, early: earlyOf(p)}}
+}
+
+// carryStep is the least input added at a time to an unfinished token.
+const carryStep = 512
+
+var carryPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*carryStep); return &b }}
+
+// Write rewrites p and writes what it can of the result.
+func (rw *Writer) Write(p []byte) (int, error) {
+	switch {
+	case rw.rw.err != nil:
+		return 0, rw.rw.err
+	case rw.closed:
+		return 0, errClosed
+	}
+	rw.write(p)
+	if rw.rw.err != nil {
+		return 0, rw.rw.err
+	}
+	return len(p), nil
+}
+
+var errClosed = errors.New("htmlrewrite: write after close")
+
+func (rw *Writer) write(p []byte) {
+	for rw.carry != nil && len(*rw.carry) > 0 && len(p) > 0 {
+		// Complete the unfinished token with as little of p as it needs;
+		// doubling keeps the copying linear in the token's size.
+		c := *rw.carry
+		held := len(c)
+		k := min(len(p), max(held, carryStep))
+		c = append(c, p[:k]...)
+		n := rw.rw.feed(c, false)
+		if rw.rw.err != nil {
+			return
+		}
+		if n >= held {
+			// The token ended within p: go on from p itself.
+			*rw.carry = c[:0]
+			p = p[n-held:]
+			break
+		}
+		*rw.carry = c[:copy(c, c[n:])]
+		p = p[k:]
+	}
+	if len(p) == 0 {
+		return
+	}
+	n := rw.rw.feed(p, false)
+	if n < len(p) && rw.rw.err == nil {
+		if rw.carry == nil {
+			rw.carry = carryPool.Get().(*[]byte)
+		}
+		*rw.carry = append((*rw.carry)[:0], p[n:]...)
+	}
+}
+
+// Close rewrites what is left of the input as its end, and returns the
+// first error writing.
+func (rw *Writer) Close() error {
+	if rw.closed {
+		return rw.rw.err
+	}
+	rw.closed = true
+	var rest []byte
+	if rw.carry != nil {
+		rest = *rw.carry
+	}
+	if rw.rw.err == nil {
+		rw.rw.feed(rest, true)
+	}
+	if rw.carry != nil {
+		if cap(*rw.carry) <= 64<<10 {
+			*rw.carry = (*rw.carry)[:0]
+			carryPool.Put(rw.carry)
+		}
+		rw.carry = nil
+	}
+	return rw.rw.err
+}
+
+// Stats returns what the rewrite has held back so far.
+func (rw *Writer) Stats() Stats { return rw.rw.stats }
 
 // earlyOf returns the policy's early markup, nil if it has none.
 func earlyOf(p Policy) []byte {
@@ -132,30 +245,46 @@ func classifyURL(p Policy, raw string) (Classification, bool) {
 // attributes allocates, so ordinary tags skip it.
 func mayMatter(raw []byte) bool {
 	// An absolute URL needs "//" — or "\\", which browsers read as "/", or
-	// an entity such as "&#x2f;" — and srcset can hold one too.
-	if bytes.IndexByte(raw, '\\') >= 0 {
-		return true
+	// an entity such as "&#x2f;" — and srcset can hold one too. Eight bytes
+	// at a time, the last word overlapping the one before, until a
+	// backslash or '&' asks for a closer look.
+	n := len(raw)
+	if n < 9 {
+		return mayMatterFrom(raw, 0)
 	}
-	for s := raw; ; {
-		i := bytes.IndexByte(s, '/')
-		if i < 0 || i+1 == len(s) {
-			break
-		}
-		if s[i+1] == '/' {
+	for i := 0; ; i += 8 {
+		i = min(i, n-9)
+		x := binary.LittleEndian.Uint64(raw[i:])
+		y := binary.LittleEndian.Uint64(raw[i+1:])
+		if zeroBytes((x^(lows*'/'))|(y^(lows*'/'))) != 0 {
 			return true
 		}
-		s = s[i+1:]
-	}
-	for s := raw; ; {
-		i := bytes.IndexByte(s, '&')
-		if i < 0 {
-			return false
+		if zeroBytes(x^(lows*'\\'))|zeroBytes(x^(lows*'&')) != 0 {
+			return mayMatterFrom(raw, i)
 		}
-		s = s[i+1:]
-		if bytes.HasPrefix(s, []byte("#")) || bytes.HasPrefix(s, []byte("sol;")) {
+		if i == n-9 {
+			return raw[n-1] == '\\'
+		}
+	}
+}
+
+// mayMatterFrom is mayMatter a byte at a time, from raw[i].
+func mayMatterFrom(raw []byte, i int) bool {
+	for ; i < len(raw); i++ {
+		switch raw[i] {
+		case '\\':
 			return true
+		case '/':
+			if i+1 < len(raw) && raw[i+1] == '/' {
+				return true
+			}
+		case '&':
+			if r := raw[i+1:]; bytes.HasPrefix(r, []byte("#")) || bytes.HasPrefix(r, []byte("sol;")) {
+				return true
+			}
 		}
 	}
+	return false
 }
 
 func executable(typ string) bool {

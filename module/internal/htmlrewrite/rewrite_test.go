@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"testing"
@@ -178,6 +179,67 @@ func TestDeepNoscriptIsCheap(t *testing.T) {
 	}
 	if out.String() != in {
 		t.Fatal("nested noscript content changed")
+	}
+}
+
+// TestMayMatter checks the word-at-a-time mayMatter against the plain
+// byte loop, around the word boundaries where the two could differ.
+func TestMayMatter(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	alphabet := []byte(`ab/\&#sol;=" >`)
+	var cases []string
+	for n := range 40 {
+		for _, w := range []string{"//", `\`, "&#", "&sol;", "&so", "/", "&"} {
+			for at := 0; at+len(w) <= n; at++ {
+				b := bytes.Repeat([]byte("x"), n)
+				copy(b[at:], w)
+				cases = append(cases, string(b))
+			}
+		}
+	}
+	for range 20000 {
+		b := make([]byte, rnd.IntN(48))
+		for i := range b {
+			b[i] = alphabet[rnd.IntN(len(alphabet))]
+		}
+		cases = append(cases, string(b))
+	}
+	for _, c := range cases {
+		if got, want := mayMatter([]byte(c)), mayMatterFrom([]byte(c), 0); got != want {
+			t.Fatalf("mayMatter(%q) = %v, want %v", c, got, want)
+		}
+	}
+}
+
+// TestWriterPieces writes a page in pieces of every size from one byte
+// to more than the page and compares with Rewrite.
+func TestWriterPieces(t *testing.T) {
+	page := benchPage(6 << 10)
+	p := diffPolicies[0]
+	var want bytes.Buffer
+	wantSt, err := Rewrite(&want, bytes.NewReader(page), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for size := 1; size <= len(page)+1; size += 1 + size/4 {
+		var got bytes.Buffer
+		w := NewWriter(&got, p)
+		for rest := page; len(rest) > 0; {
+			n := min(size, len(rest))
+			if k, err := w.Write(rest[:n]); k != n || err != nil {
+				t.Fatalf("pieces of %d: Write = %d, %v", size, k, err)
+			}
+			rest = rest[n:]
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) || w.Stats() != wantSt {
+			t.Fatalf("pieces of %d: output differs from Rewrite's", size)
+		}
+		if _, err := w.Write([]byte("<p>")); err == nil {
+			t.Fatal("Write after Close succeeded")
+		}
 	}
 }
 

@@ -2,8 +2,9 @@ package htmlrewrite
 
 import (
 	"bytes"
-	"errors"
+	"encoding/binary"
 	"io"
+	"math/bits"
 	"strings"
 	"sync"
 )
@@ -43,6 +44,39 @@ var elemNames = [numElems]string{
 	elemLink: "link", elemEmbed: "embed", elemObject: "object", elemVideo: "video",
 	elemAudio: "audio", elemStyle: "style", elemTextarea: "textarea", elemTitle: "title",
 	elemXmp: "xmp", elemNoembed: "noembed", elemNoframes: "noframes", elemPlaintext: "plaintext",
+}
+
+// elemLens holds, by a name's first byte, a bit for the length of each
+// element name that starts with it; endElemLens the same for the end tags
+// the rewriter acts on.
+var elemLens, endElemLens = nameLengths()
+
+func nameLengths() (start, end [256]uint16) {
+	for e, name := range elemNames {
+		if name == "" {
+			continue
+		}
+		bit := uint16(1) << len(name)
+		for _, c := range []byte{name[0], name[0] - ('a' - 'A')} {
+			start[c] |= bit
+			if elem(e) == elemHead || elem(e) == elemIframe {
+				end[c] |= bit
+			}
+		}
+	}
+	return start, end
+}
+
+// mayBeElem reports whether a tag name of n bytes starting with first may
+// be one the scanner acts on; most names need no lookup.
+func mayBeElem(first byte, n int, endTag bool) bool {
+	if n >= 16 {
+		return false
+	}
+	if endTag {
+		return endElemLens[first]>>n&1 != 0
+	}
+	return elemLens[first]>>n&1 != 0
 }
 
 // lookupElem reads a raw tag name as the tokenizer does (A-Z lower-cased).
@@ -165,41 +199,10 @@ type rewriter struct {
 	child  *rewriter // rewrites <noscript> content
 }
 
-// bufSize is the read size, and the buffer's size unless one token needs
-// more.
-const bufSize = 32 << 10
+// readSize is the size of Rewrite's reads.
+const readSize = 32 << 10
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
-
-func (rw *rewriter) run(r io.Reader) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	n := 0
-	for {
-		m, rerr := readSome(r, buf[n:])
-		n += m
-		eof := rerr != nil
-		c := rw.feed(buf[:n], eof)
-		if rw.err != nil {
-			return rw.err
-		}
-		if eof {
-			if errors.Is(rerr, io.EOF) {
-				return nil
-			}
-			return rerr
-		}
-		if c > 0 {
-			n = copy(buf, buf[c:n])
-		}
-		if n == len(buf) {
-			// One token fills the buffer: the tokenizer too holds a token
-			// whole.
-			buf = append(buf, make([]byte, len(buf))...)
-		}
-	}
-}
+var readPool = sync.Pool{New: func() any { b := make([]byte, readSize); return &b }}
 
 // readSome reads at least one byte unless there is an error, as the
 // tokenizer does.
@@ -306,35 +309,59 @@ func (rw *rewriter) feed(b []byte, atEOF bool) int {
 
 // skipData passes over text and the tags whose names do not matter,
 // which are most of a page, and returns the offset of the first other
-// markup, or len(b).
+// markup, or len(b). It reads the common shapes of tag itself (a tag
+// every few dozen bytes leaves no room for calls per byte) and hands the
+// rest to scanTag.
 func (rw *rewriter) skipData(b []byte, i int) int {
 	for {
-		j := bytes.IndexByte(b[i:], '<')
-		if j < 0 {
-			return len(b)
+		// Tags often follow one another, and text between them is short:
+		// look at the byte at hand, then at a word, before a search.
+		if i < len(b) && b[i] != '<' {
+			if i+8 > len(b) {
+				i = indexFrom(b, i, '<')
+			} else if m := zeroBytes(binary.LittleEndian.Uint64(b[i:]) ^ (lows * '<')); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+			} else {
+				i = indexFrom(b, i+8, '<')
+			}
 		}
-		i += j
 		if i+3 >= len(b) {
+			return min(i, len(b))
+		}
+		n, endTag := i+1, false
+		if b[n] == '/' {
+			n, endTag = n+1, true
+		}
+		if !isLetter(b[n]) {
 			return i
 		}
-		var ts tagScan
-		switch c := b[i+1]; {
-		case isLetter(c):
-			ts.pos = 2
-		case c == '/' && isLetter(b[i+2]):
-			ts.pos, ts.endTag = 3, true
-		default:
+		e := n + 1
+		for e < len(b) && tagClass[b[e]]&(clSpace|clSlash|clGT) == 0 {
+			e++
+		}
+		if e == len(b) {
 			return i
 		}
-		end, name := simpleTagEnd(b[i:], ts.pos)
+		name := elemOther
+		if mayBeElem(b[n], e-n, endTag) {
+			name = lookupElem(b[n:e])
+		}
+		end := e + 1
+		if b[e] != '>' {
+			end = attrsEnd(b, e)
+		}
 		if end == 0 {
-			end = scanTag(b[i:], &ts, nil)
+			ts := tagScan{pos: n + 1 - i, endTag: endTag}
+			if end = scanTag(b[i:], &ts, nil); end < 0 {
+				return i
+			}
+			end += i
 			name = ts.name
 		}
-		if end < 0 || !passes(name, ts.endTag, b[i:i+end]) {
+		if name != elemOther && !passes(name, endTag, b[i:end]) {
 			return i
 		}
-		i += end
+		i = end
 	}
 }
 
@@ -351,44 +378,6 @@ func passes(name elem, endTag bool, raw []byte) bool {
 		return !mayMatter(raw)
 	}
 	return false
-}
-
-// simpleTagEnd reads the commonest shapes of tag, <name> and
-// <name key="value"…>, a little faster than scanTag, and returns the
-// offset past the '>' and the name; for any other shape it returns 0 and
-// scanTag reads the tag.
-func simpleTagEnd(t []byte, i int) (int, elem) {
-	start := i - 1
-	for i < len(t) && tagClass[t[i]]&(clSpace|clSlash|clGT) == 0 {
-		i++
-	}
-	if i == len(t) {
-		return 0, elemOther
-	}
-	name := lookupElem(t[start:i])
-	for {
-		switch t[i] {
-		case '>':
-			return i + 1, name
-		case ' ':
-			i++
-		default:
-			return 0, elemOther
-		}
-		// An attribute: key="value" or key='value'.
-		k := i
-		for i < len(t) && tagClass[t[i]] == 0 {
-			i++
-		}
-		if i == k || i+1 >= len(t) || t[i] != '=' || (t[i+1] != '"' && t[i+1] != '\'') {
-			return 0, elemOther
-		}
-		j := bytes.IndexByte(t[i+2:], t[i+1])
-		if j < 0 || i+2+j+1 >= len(t) {
-			return 0, elemOther
-		}
-		i += 2 + j + 1
-	}
 }
 
 // short is the step's answer when b ends inside the token that starts at

@@ -500,3 +500,46 @@ func namedRef(name []byte) (string, bool) {
 	}
 	return string(v), true
 }
+
+// attrsEnd reads the attributes of a tag in their common shapes — bare,
+// unquoted or key="value" (or 'value'), apart by white space or '/' — as
+// scanTag would, only faster. t[i] is the white space, '/' or '>' after
+// the tag's name. It returns the offset past the '>' that closes the tag,
+// or 0 for any other shape, or when t ends first; scanTag reads those.
+func attrsEnd(t []byte, i int) int {
+	// The state between attributes (tsBeforeAttr).
+	for i < len(t) {
+		switch tagClass[t[i]] {
+		case clGT:
+			return i + 1
+		case clSpace, clSlash:
+			i++
+			continue
+		case clEq:
+			// '=' starting a name, or after a name and white space.
+			return 0
+		}
+		// A name (tsKey): anything up to white space, '/', '>' or '='.
+		for i < len(t) && tagClass[t[i]] == 0 {
+			i++
+		}
+		if i+1 >= len(t) || t[i] != '=' {
+			// A bare attribute: white space, '/' and '>' after it read as
+			// between attributes, except white space before '='.
+			continue
+		}
+		i++
+		switch q := t[i]; {
+		case q == '"' || q == '\'':
+			i = indexFrom(t, i+1, q) + 1
+		case tagClass[q]&(clSpace|clGT) == 0:
+			// Unquoted (tsUnquoted): up to white space or '>'.
+			for i < len(t) && tagClass[t[i]]&(clSpace|clGT) == 0 {
+				i++
+			}
+		default:
+			return 0
+		}
+	}
+	return 0
+}
