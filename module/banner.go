@@ -432,6 +432,8 @@ type htmlStream struct {
 	done chan error
 	// flush is set when the handler flushes.
 	flush flushRequest
+	// writer is pw when the rewriter runs in the handler's goroutine.
+	writer htmlWriter
 }
 
 // flushRequest passes the handler's flushes on: at once when the rewriter
@@ -462,7 +464,7 @@ func (f *flushRequest) Store(v bool) {
 type htmlWriter struct {
 	rw *responseWriter
 	s  *htmlStream
-	hw *htmlrewrite.Writer
+	hw htmlrewrite.Writer
 	bw *bufio.Writer
 
 	// mu serialises the handler's calls and the timer's flush.
@@ -640,7 +642,9 @@ func (rw *responseWriter) startHTML() {
 	bw.Reset(out)
 	rw.html = s
 	if !decodeGzip {
-		w := &htmlWriter{rw: rw, s: s, hw: htmlrewrite.NewWriter(bw, policy), bw: bw}
+		w := &s.writer
+		w.rw, w.s, w.bw = rw, s, bw
+		w.hw.Reset(bw, policy)
 		s.pw, s.flush.now = w, w
 		return
 	}

@@ -3,15 +3,16 @@
 // early snippet right after <head>, and neutralises the scripts, iframes
 // and tracking pixels of refused categories.
 //
-// Rewrite scans bytes (scan.go): it follows the states of the
-// golang.org/x/net/html tokenizer only as far as passing markup through
-// needs, copies everything it does not change byte for byte in large
-// chunks, and reads attributes only of the few tags that matter. Its output
-// is the same as that of the tokenizer-based rewriter in reference.go,
-// which the tests and FuzzRewriteDiff compare it with. Malformed HTML passes
-// through intact; memory is bounded by the largest single token (a tag, a
-// comment, an inline script held to classify it, a <noscript>'s content),
-// not by the page.
+// Rewrite, and Writer for input that is written rather than read, scan
+// bytes (scan.go): they follow the states of the golang.org/x/net/html
+// tokenizer only as far as passing markup through needs, copy everything
+// they do not change byte for byte in large chunks, and read attributes
+// only of the few tags that matter. Their output is the same as that of
+// the tokenizer-based rewriter in reference.go, which the tests and
+// FuzzRewriteDiff compare it with. Malformed HTML passes through intact;
+// memory is bounded by the largest single token (a tag, a comment, an
+// inline script held to classify it, a <noscript>'s content), not by the
+// page.
 package htmlrewrite
 
 import (
@@ -78,7 +79,8 @@ type Stats struct {
 // Output flows as input arrives; a read error ends the rewrite after what
 // was read has been written.
 func Rewrite(w io.Writer, r io.Reader, p Policy) (Stats, error) {
-	rw := NewWriter(w, p)
+	var rw Writer
+	rw.Reset(w, p)
 	bp := readPool.Get().(*[]byte)
 	defer readPool.Put(bp)
 	for {
@@ -108,7 +110,18 @@ type Writer struct {
 
 // NewWriter returns a Writer that writes the rewritten input to w.
 func NewWriter(w io.Writer, p Policy) *Writer {
-	return &Writer{rw: rewriter{w: w, p: p, early: earlyOf(p)}}
+	rw := new(Writer)
+	rw.Reset(w, p)
+	return rw
+}
+
+// Reset makes rw a new Writer to w, so that one can be embedded in a
+// larger value; the rewrite it was doing, if any, is dropped.
+func (rw *Writer) Reset(w io.Writer, p Policy) {
+	if rw.carry != nil {
+		carryPool.Put(rw.carry)
+	}
+	*rw = Writer{rw: rewriter{w: w, p: p, early: earlyOf(p)}}
 }
 
 // carryStep is the least input added at a time to an unfinished token.
