@@ -164,7 +164,10 @@ func (rw *Writer) write(p []byte) {
 			p = p[n-held:]
 			break
 		}
-		*rw.carry = c[:copy(c, c[n:])]
+		if n > 0 {
+			c = c[:copy(c, c[n:])]
+		}
+		*rw.carry = c
 		p = p[k:]
 	}
 	if len(p) == 0 {
