@@ -252,7 +252,7 @@ func (f *PrivacyFilter) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	d := DecisionFromRequest(r)
 	analytics := d.Has("analytics")
 	site := f.siteOf(r, d)
-	if d != nil && d.Decided && f.app.sets.isRestricted(d.SiteID, d.ID.String()) {
+	if d != nil && d.Decided && f.app.sets.restrictedID(d.SiteID, d.ID) {
 		// The visitor restricted processing: nothing reaches analytics.
 		f.app.enforced(site, "beacon_dropped", "restricted", 1)
 		w.WriteHeader(http.StatusNoContent)

@@ -81,6 +81,15 @@ func (v *visitorSets) revokedID(site string, id token.ID) bool {
 	return v.isRevoked(site, id.String())
 }
 
+// restrictedID is isRestricted for a decision's ID, formatting it only
+// when some visitor is restricted.
+func (v *visitorSets) restrictedID(site string, id token.ID) bool {
+	if v == nil || len(*v.restricted.Load()) == 0 {
+		return false
+	}
+	return v.isRestricted(site, id.String())
+}
+
 func (v *visitorSets) isRestricted(site, id string) bool {
 	if v == nil {
 		return false
