@@ -95,7 +95,7 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, d *Decision) 
 func (h *Handler) routeAPI(w http.ResponseWriter, r *http.Request, d *Decision) error {
 	name := r.URL.Path[len(h.APIPrefix):]
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && h.assets != nil {
-		if h.serveAsset(w, r, name) {
+		if h.serveAsset(w, r, name) || h.serveConfig(w, r, name) {
 			return nil
 		}
 		if name == "settings" {

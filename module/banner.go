@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -210,7 +212,9 @@ func orDefault(s, def string) string {
 // injection is the markup inserted into a page: the stylesheet, the
 // visitor's state and strings as JSON (not executed, so no CSP nonce is
 // needed), and the deferred script. Everything but the visitor's state is
-// the same for every page in a language, so it is encoded once.
+// the same for every page in a language, so it is encoded once. A visitor
+// who has decided gets only what reopening the settings needs (bannerLite);
+// banner.js fetches the rest from the config endpoint when they do.
 func (h *Handler) injection(pageLang string, r *http.Request, d *Decision) []byte {
 	lang := h.language(pageLang, r)
 	tail := h.injectionTail(lang)
@@ -222,7 +226,11 @@ func (h *Handler) injection(pageLang string, r *http.Request, d *Decision) []byt
 		h.logger.Error("encoding banner state", zap.Error(err))
 		return nil
 	}
-	b := make([]byte, 0, len(tail.head)+len(state)+len(tail.rest)+48)
+	rest := tail.rest
+	if d.Decided {
+		rest = tail.lite
+	}
+	b := make([]byte, 0, len(tail.head)+len(state)+len(rest)+48)
 	b = append(b, tail.head...)
 	b = append(b, `{"state":`...)
 	b = append(b, state...)
@@ -230,16 +238,44 @@ func (h *Handler) injection(pageLang string, r *http.Request, d *Decision) []byt
 	b = strconv.AppendBool(b, !d.Decided)
 	b = append(b, `,"reconsent":`...)
 	b = strconv.AppendBool(b, !d.Decided && !d.previous.IsZero())
-	b = append(b, tail.rest...)
+	b = append(b, rest...)
 	return b
 }
 
 // injectionParts is the per-language constant part of the injection: the
 // markup before the config object, and the config's remaining fields
-// (from its first comma) with the markup after it.
+// (from its first comma) with the markup after it, in full (rest) and for
+// a visitor who has decided (lite). config is the full config as the
+// config endpoint serves it, under the name configName.
 type injectionParts struct {
-	head, rest []byte
+	head, rest, lite []byte
+	config           []byte
+	configName, etag string
 }
+
+// bannerLite is what a decided visitor's page carries: enough for the
+// "Cookie settings" button, get(), saving a change and Consent Mode
+// updates. ConfigURL is where banner.js fetches the full bannerConfig when
+// the settings open or the page has held-back embeds to label.
+type bannerLite struct {
+	API         string               `json:"api"`
+	Categories  []bannerCategoryName `json:"categories"`
+	Lang        string               `json:"lang"`
+	Dir         string               `json:"dir"`
+	Strings     map[string]string    `json:"strings"`
+	ConsentMode map[string]string    `json:"consent_mode"`
+	ConfigURL   string               `json:"config_url"`
+}
+
+// bannerCategoryName is a category as has() in banner.js needs it.
+type bannerCategoryName struct {
+	Name     string `json:"name"`
+	Required bool   `json:"required,omitempty"`
+}
+
+// liteStrings are the strings banner.js uses before the settings open:
+// the reopen button and the save status.
+var liteStrings = []string{"reopen", "saved", "error"}
 
 func (h *Handler) injectionTail(lang string) *injectionParts {
 	if v, ok := h.injections.Load(lang); ok {
@@ -251,10 +287,11 @@ func (h *Handler) injectionTail(lang string) *injectionParts {
 	for _, c := range cats {
 		services = append(services, c.Services...)
 	}
+	dir := orDefault(t["dir"], "ltr")
 	cfg := bannerConfig{
 		API: h.APIPrefix, Categories: cats, Services: services,
 		PolicyURL: h.PolicyURL, SettingsURL: h.APIPrefix + "settings",
-		Lang: lang, Dir: orDefault(t["dir"], "ltr"), Strings: t,
+		Lang: lang, Dir: dir, Strings: t,
 		ConsentMode: consentModeCategories,
 	}
 	js, err := json.Marshal(cfg)
@@ -262,14 +299,69 @@ func (h *Handler) injectionTail(lang string) *injectionParts {
 		h.logger.Error("encoding banner config", zap.Error(err))
 		return nil
 	}
-	p := &injectionParts{}
+	sum := sha256.Sum256(js)
+	hash := hex.EncodeToString(sum[:])[:12]
+	p := &injectionParts{config: js, configName: "config." + lang + "." + hash + ".json", etag: `"` + hash + `"`}
+
+	lite := bannerLite{
+		API: h.APIPrefix, Lang: lang, Dir: dir, Strings: make(map[string]string, len(liteStrings)),
+		ConsentMode: consentModeCategories, ConfigURL: h.APIPrefix + p.configName,
+	}
+	for _, c := range cats {
+		lite.Categories = append(lite.Categories, bannerCategoryName{Name: c.Name, Required: c.Required})
+	}
+	for _, k := range liteStrings {
+		lite.Strings[k] = t[k]
+	}
+	ljs, err := json.Marshal(lite)
+	if err != nil || len(ljs) < 2 {
+		h.logger.Error("encoding banner config", zap.Error(err))
+		return nil
+	}
+
 	p.head = []byte(`<link rel="stylesheet" href="` + h.APIPrefix + h.assets.css.Name +
 		`"><script type="application/json" id="consentgate-config">`)
 	// json.Marshal escapes <, > and &, so the JSON cannot close the element.
-	p.rest = append(append([]byte(","), js[1:]...),
-		`</script><script src="`+h.APIPrefix+h.assets.js.Name+`" defer></script>`...)
+	script := `</script><script src="` + h.APIPrefix + h.assets.js.Name + `" defer></script>`
+	p.rest = append(append([]byte(","), js[1:]...), script...)
+	p.lite = append(append([]byte(","), ljs[1:]...), script...)
 	v, _ := h.injections.LoadOrStore(lang, p)
 	return v.(*injectionParts)
+}
+
+// serveConfig serves the full banner config of a language, which a
+// decided visitor's page links to: config.<lang>.<hash>.json. It holds no
+// visitor data, so any cache may keep it; under its current hash it is
+// immutable, under an old one (a page from before a reload) it is the
+// current config, revalidated each time.
+func (h *Handler) serveConfig(w http.ResponseWriter, r *http.Request, name string) bool {
+	rest, ok := strings.CutPrefix(name, "config.")
+	if !ok {
+		return false
+	}
+	rest, ok = strings.CutSuffix(rest, ".json")
+	if !ok {
+		return false
+	}
+	lang, _, _ := strings.Cut(rest, ".")
+	if _, known := h.assets.strings[lang]; !known {
+		return false
+	}
+	p := h.injectionTail(lang)
+	if p == nil {
+		return false
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	if name == p.configName {
+		hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		hdr.Set("Cache-Control", "public, no-cache")
+	}
+	hdr.Set("ETag", p.etag)
+	hdr.Del("Vary")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(p.config))
+	return true
 }
 
 // consentModeTypes maps the consent types of Google Consent Mode v2 to

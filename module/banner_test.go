@@ -448,3 +448,78 @@ http://127.0.0.1:{{PORT}} {
 		t.Errorf("first bytes lack the banner: %q", got.String())
 	}
 }
+
+// TestBannerDecidedConfig: a visitor who has decided gets only what
+// reopens the settings; the full config comes from a cacheable endpoint
+// without visitor data.
+func TestBannerDecidedConfig(t *testing.T) {
+	g := startHTML(t, "en", "")
+	c := newClient(t)
+	configOf := func(body string) string {
+		t.Helper()
+		m := regexp.MustCompile(`<script type="application/json" id="consentgate-config">(.*?)</script>`).FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no config in page:\n%s", body)
+		}
+		return m[1]
+	}
+	desc := "Count visits and measure how the site is used"
+	full := configOf(c.get(g.url("/"), "Accept", "text/html").body)
+	if !strings.Contains(full, desc) || !strings.Contains(full, `"show":true`) || strings.Contains(full, "config_url") {
+		t.Errorf("undecided visitor's config is not the full one: %s", full)
+	}
+
+	c.postJSON(g.url("/_consent/state"), `{"granted":["analytics"]}`)
+	lite := configOf(c.get(g.url("/"), "Accept", "text/html").body)
+	t.Logf("config: undecided %d bytes, decided %d bytes", len(full), len(lite))
+	if len(lite) >= 1024 {
+		t.Errorf("decided visitor's config is %d bytes, want under 1 KiB: %s", len(lite), lite)
+	}
+	for _, want := range []string{`"show":false`, `"decided":true`, `"analytics"`, `"reopen":"Cookie settings"`, `"analytics_storage":"analytics"`} {
+		if !strings.Contains(lite, want) {
+			t.Errorf("decided visitor's config lacks %s: %s", want, lite)
+		}
+	}
+	if strings.Contains(lite, desc) || strings.Contains(lite, `"accept_all"`) || strings.Contains(lite, `"services"`) {
+		t.Errorf("decided visitor's config carries the full banner: %s", lite)
+	}
+	u := regexp.MustCompile(`"config_url":"(/_consent/config\.en\.[0-9a-f]{12}\.json)"`).FindStringSubmatch(lite)
+	if u == nil {
+		t.Fatalf("no config_url: %s", lite)
+	}
+
+	// The endpoint answers the full config, the same for every visitor.
+	for _, cl := range []*client{c, newClient(t)} {
+		r := cl.get(g.url(u[1]))
+		if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
+			t.Fatalf("config: %d %q", r.status, r.header.Get("Content-Type"))
+		}
+		if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "public") || !strings.Contains(cc, "max-age=") {
+			t.Errorf("config Cache-Control %q", cc)
+		}
+		if got := setCookieNames(r.header); len(got) != 0 || r.header.Get("Vary") != "" {
+			t.Errorf("config Set-Cookie %v, Vary %q", got, r.header.Get("Vary"))
+		}
+		if !strings.Contains(r.body, desc) || !strings.Contains(r.body, `"accept_all":"Accept all"`) || !strings.Contains(r.body, `"policy_url":"/privacy"`) {
+			t.Errorf("config is not the full one: %s", r.body)
+		}
+		for _, visitor := range []string{`"state"`, `"decided"`, `"granted"`, `"id"`} {
+			if strings.Contains(r.body, visitor) {
+				t.Errorf("config carries visitor data %s", visitor)
+			}
+		}
+		if etag := r.header.Get("ETag"); etag == "" {
+			t.Error("config has no ETag")
+		} else if nm := cl.get(g.url(u[1]), "If-None-Match", etag); nm.status != 304 {
+			t.Errorf("config revalidation: %d", nm.status)
+		}
+	}
+	// An old hash still answers, but must be revalidated; an unknown
+	// language is not found.
+	if r := c.get(g.url("/_consent/config.en.000000000000.json")); r.status != 200 || !strings.Contains(r.header.Get("Cache-Control"), "no-cache") {
+		t.Errorf("old config name: %d %q", r.status, r.header.Get("Cache-Control"))
+	}
+	if r := c.get(g.url("/_consent/config.xx.000000000000.json")); r.status != 404 {
+		t.Errorf("unknown config language: %d", r.status)
+	}
+}

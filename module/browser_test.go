@@ -676,6 +676,93 @@ func TestBrowserWithdraw(t *testing.T) {
 	}
 }
 
+// TestBrowserDecidedReopen: a decided visitor's pages carry a small
+// config; reopening the settings fetches the rest, and changing one's mind
+// works as on the first visit. Without the rest, the settings open as the
+// page that works without JavaScript.
+func TestBrowserDecidedReopen(t *testing.T) {
+	g := startBrowserGateway(t)
+	tb := openTab(t, g)
+	en := translations(t)["en"]
+	tb.navigate("/?consent_mode=1")
+	tb.waitBanner()
+	tb.clickButton(en["reject_all"])
+	tb.waitClosed()
+
+	tb.navigate("/page2?consent_mode=1")
+	tb.poll("the banner starts", `!!window.consentgate`)
+	tb.waitClosed()
+	cfg := eval[map[string]any](tb, `(() => {
+		const t = document.getElementById('consentgate-config').textContent, c = JSON.parse(t);
+		return {size: t.length, url: c.config_url || '', services: 'services' in c, desc: t.includes(`+"`"+en["cat_analytics_desc"]+"`"+`)};
+	})()`)
+	if size, _ := cfg["size"].(float64); size >= 1024 || cfg["services"] != false || cfg["desc"] != false || cfg["url"] == "" {
+		t.Errorf("decided visitor's page carries the full config: %v", cfg)
+	}
+	if st := tb.state(); !st.Decided || !slices.Equal(st.Granted, []string{"necessary"}) {
+		t.Errorf("get() on a decided page: %+v", st)
+	}
+	// The held-back YouTube player is labelled with the fetched strings.
+	tb.poll("the embed placeholder is labelled", `[...document.querySelectorAll('.cg-embed button')].some(b => b.textContent == `+"`"+en["embed_load"]+"`"+`)`)
+
+	// A page without embeds fetches nothing until the settings open.
+	fetched := `performance.getEntriesByType('resource').some(e => e.name.includes('/_consent/config.'))`
+	tb.navigate("/privacy?consent_mode=1")
+	tb.poll("the banner starts", `!!window.consentgate`)
+	tb.waitClosed()
+	if eval[bool](tb, fetched) {
+		t.Error("the full config was fetched before the settings opened")
+	}
+
+	eval[bool](tb, `(window.changes = [], window.consentgate.on('change', s => changes.push(s.granted.join())), true)`)
+	tb.do("reopening the settings", chromedp.Click(chromedp.CSS(reopenSel)), chromedp.WaitVisible(chromedp.CSS(`#consentgate .cg-settings`)))
+	if !eval[bool](tb, fetched) {
+		t.Error("the settings opened without fetching the full config")
+	}
+	boxes := eval[map[string]bool](tb, `Object.fromEntries([...document.querySelectorAll('#consentgate .cg-settings input.cg-sw')].map(b => [b.value, b.checked]))`)
+	if !maps.Equal(boxes, map[string]bool{"necessary": true, "preferences": false, "analytics": false, "marketing": false}) {
+		t.Errorf("reopened settings show %v after Reject all", boxes)
+	}
+	if !eval[bool](tb, `document.querySelector('#consentgate .cg-settings').textContent.includes(`+"`"+en["cat_analytics_desc"]+"`"+`)`) {
+		t.Error("reopened settings lack the category descriptions")
+	}
+	tb.do("switching analytics on", chromedp.Click(chromedp.CSS(`#consentgate .cg-settings input.cg-sw[value="analytics"]`)))
+	tb.clickButton(en["save"])
+	tb.poll("the held-back analytics script runs", `window.gaRan === true`)
+	tb.waitClosed()
+	if ga, fb := tb.trackers(); !ga || fb {
+		t.Errorf("after granting analytics: analytics ran %v, marketing ran %v", ga, fb)
+	}
+	if got := eval[[]string](tb, `window.changes`); !slices.Equal(got, []string{"necessary,analytics"}) {
+		t.Errorf("change events %q", got)
+	}
+	if want := consentMode("consent update", "analytics"); !slices.ContainsFunc(tb.dataLayer(), func(c gtagCall) bool { return gtagCallEqual(c, want) }) {
+		t.Errorf("no Consent Mode update granting analytics in %v", tb.dataLayer())
+	}
+
+	// window.consentgate.open() and a #consentgate-settings link fetch the
+	// rest too.
+	tb.navigate("/privacy")
+	tb.poll("the banner starts", `!!window.consentgate`)
+	eval[bool](tb, `(window.consentgate.open(), true)`)
+	tb.do("opening the settings with open()", chromedp.WaitVisible(chromedp.CSS(`#consentgate .cg-settings`)))
+	tb.navigate("/privacy?again#consentgate-settings")
+	tb.do("opening the settings by the link", chromedp.WaitVisible(chromedp.CSS(`#consentgate .cg-settings`)))
+
+	// Offline, the reopen button leads to the settings page. (The privacy
+	// page has no embed, so the banner has not fetched the rest yet.)
+	tb.navigate("/privacy")
+	tb.poll("the banner starts", `!!window.consentgate`)
+	tb.waitClosed()
+	eval[bool](tb, `(window.fetch = () => Promise.reject(new TypeError('offline')), true)`)
+	if _, err := chromedp.Run(tb.ctx, chromedp.WaitEvent(page.LoadEventFired, nil, chromedp.Click(chromedp.CSS(reopenSel)))); err != nil {
+		t.Fatalf("reopening offline: %v", err)
+	}
+	if got := eval[string](tb, `location.pathname`); got != "/_consent/settings" {
+		t.Errorf("offline reopen went to %s, want the settings page", got)
+	}
+}
+
 func TestBrowserKeyboardOnly(t *testing.T) {
 	g := startBrowserGateway(t)
 	tb := openTab(t, g)

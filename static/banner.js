@@ -6,7 +6,7 @@
   W.__consentgate = 1;
 
   let cfg, S, state, cats, root, back, live, first, settings, reopen;
-  let layer = null, ret = null, acted = false, busy = false, gcmOn = false;
+  let layer = null, ret = null, acted = false, busy = false, gcmOn = false, loading = null;
   const subs = [];
 
   const t = (k, v) => {
@@ -139,8 +139,29 @@
     return el;
   }
 
+  // a decided visitor's page carries a small config: the rest comes from
+  // config_url when needed (settings, embeds); failing that, the settings
+  // open as the no-JS page
+  function load() {
+    if (!cfg.config_url) return Promise.resolve();
+    return loading = loading || fetch(cfg.config_url, { credentials: 'omit' }).then(r => r.json()).then(f => {
+      if (!f || !Array.isArray(f.categories)) throw 0;
+      for (const k of ['state', 'show', 'reconsent']) delete f[k];
+      Object.assign(cfg, f, { config_url: '' });
+      S = cfg.strings || {};
+      cats = cfg.categories.filter(c => c && typeof c.name == 'string');
+    }).catch(e => { loading = null; throw e; });
+  }
+
   function open() {
-    if (!root) return;
+    if (!root || reopen.hasAttribute('aria-busy')) return;
+    if (!cfg.config_url) return build();
+    reopen.setAttribute('aria-busy', 'true');
+    load().then(() => { reopen.removeAttribute('aria-busy'); build(); },
+      () => { location.href = cfg.api + 'settings'; });
+  }
+
+  function build() {
     grab();
     const opener = D.activeElement;
     if (settings) settings.remove();
@@ -344,7 +365,7 @@
       }).catch(() => {});
     });
 
-    embeds();
+    if (cfg.config_url && D.querySelector('.cg-embed[data-consent]:empty')) load().then(embeds, () => {}); else embeds();
     gcm();
     activate().catch(e => console.warn('consentgate', e));
     if (cfg.show) showFirst(); else show(null);
