@@ -428,8 +428,8 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.choices = register(reg, m.choices)
 	m.withdrawals = register(reg, m.withdrawals)
 	m.requests = register(reg, m.requests)
-	m.pending = registerGauge(reg, m.pending)
-	m.overdue = registerGauge(reg, m.overdue)
+	m.pending = register(reg, m.pending)
+	m.overdue = register(reg, m.overdue)
 	m.decisions = register(reg, m.decisions)
 	m.cookiesHeld = register(reg, m.cookiesHeld)
 	m.unclassified = register(reg, m.unclassified)
@@ -437,28 +437,18 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	return m
 }
 
-func register(reg *prometheus.Registry, c *prometheus.CounterVec) *prometheus.CounterVec {
+// register adds c to the registry, or returns the collector a previous
+// config registered under the same name.
+func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			if existing, ok := are.ExistingCollector.(C); ok {
 				return existing
 			}
 		}
 	}
 	return c
-}
-
-func registerGauge(reg *prometheus.Registry, g prometheus.Gauge) prometheus.Gauge {
-	if err := reg.Register(g); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(prometheus.Gauge); ok {
-				return existing
-			}
-		}
-	}
-	return g
 }
 
 // Interface guards

@@ -187,9 +187,6 @@ http://127.0.0.1:{{PORT}} {
 // CONSENTGATE_BROWSER_TESTS=1).
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("browser tests are skipped in -short mode")
-	}
 	var candidates []string
 	if p := os.Getenv("CHROME_PATH"); p != "" {
 		candidates = append(candidates, p)

@@ -69,42 +69,11 @@ func runCLI(t *testing.T, bin string, want int, args ...string) cliResult {
 	return consentCLI(t, bin, args...).must(t, want, args...)
 }
 
-// runBinaryJSON starts `consentgate run` on a JSON config (for options the
-// Caddyfile does not spell) and waits until the admin endpoint answers.
+// runBinaryJSON starts `consentgate run` on a JSON config and waits until
+// the admin endpoint answers.
 func runBinaryJSON(t *testing.T, bin, dir string, cfg []byte, admin string) *process {
 	t.Helper()
-	path := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(path, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out := new(bytes.Buffer)
-	cmd := exec.Command(bin, "run", "--config", path)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "HOME="+dir)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{t: t, cmd: cmd, out: out}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	deadline := time.After(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + admin + "/config/")
-		if err == nil {
-			resp.Body.Close()
-			return p
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("consentgate did not come up: %v\n%s", err, out)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return startBinary(t, bin, dir, "config.json", cfg, admin)
 }
 
 func cliCaddyfile(admin, storage string, port int, upstream string) string {

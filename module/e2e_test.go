@@ -31,9 +31,6 @@ var (
 
 func consentgateBinary(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("building the binary is skipped in -short mode")
-	}
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "consentgate-bin")
 		if err != nil {
@@ -66,12 +63,19 @@ func (p *process) logs() string { return p.out.String() }
 // admin endpoint answers.
 func runBinary(t *testing.T, bin, dir, caddyfile, admin string) *process {
 	t.Helper()
-	path := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
+	return startBinary(t, bin, dir, "Caddyfile", []byte(caddyfile), admin, "--adapter", "caddyfile")
+}
+
+// startBinary writes a config file into dir, starts `consentgate run` on it
+// and waits until the admin endpoint answers.
+func startBinary(t *testing.T, bin, dir, name string, config []byte, admin string, args ...string) *process {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, config, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out := new(bytes.Buffer)
-	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
+	cmd := exec.Command(bin, append([]string{"run", "--config", path}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "HOME="+dir)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -660,7 +660,8 @@ func percentDecodeLoose(s string) string {
 
 var jsonEscape = regexp.MustCompile(`\\u[0-9a-fA-F]{4}|\\/`)
 
-// jsonUnescapeLoose decodes \uXXXX and \/ escapes wherever they are.
+// jsonUnescapeLoose decodes \u escapes (four hex digits) and \/ wherever
+// they are.
 func jsonUnescapeLoose(s string) string {
 	return jsonEscape.ReplaceAllStringFunc(s, func(m string) string {
 		if m == `\/` {

@@ -219,7 +219,16 @@ type tally struct {
 	day atomic.Pointer[tallyDay]
 }
 
+// tallyKey is one counter: enforcement ("e") counts what by category,
+// page views ("p") count by country (in what) alone.
 type tallyKey struct{ kind, site, day, what, category string }
+
+func (k tallyKey) counterKey() string {
+	if k.kind == "p" {
+		return store.CounterKey(k.kind, k.site, k.day, k.what)
+	}
+	return store.CounterKey(k.kind, k.site, k.day, k.what, k.category)
+}
 
 // tallyDay caches the formatted UTC day.
 type tallyDay struct {
@@ -276,11 +285,7 @@ func (a *App) flushTally() error {
 	a.tally.mu.Unlock()
 	var errs []error
 	for k, n := range m {
-		key := store.CounterKey(k.kind, k.site, k.day, k.what, k.category)
-		if k.kind == "p" {
-			key = store.CounterKey(k.kind, k.site, k.day, k.what)
-		}
-		if err := a.store.Add(key, n); err != nil {
+		if err := a.store.Add(k.counterKey(), n); err != nil {
 			errs = append(errs, err)
 		}
 	}

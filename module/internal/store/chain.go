@@ -274,6 +274,17 @@ func readEntry(v []byte) (Entry, error) {
 	return e, nil
 }
 
+// itemEntry decodes the entry an iterator or Get item holds.
+func itemEntry(item *badger.Item) (Entry, error) {
+	var e Entry
+	err := item.Value(func(v []byte) error {
+		var err error
+		e, err = readEntry(v)
+		return err
+	})
+	return e, err
+}
+
 // DecodeRecord returns the record of an entry, with Seq and Hash filled.
 func (e Entry) DecodeRecord() (Record, error) {
 	var r Record
@@ -318,12 +329,7 @@ func (s *Store) entry(txn *badger.Txn, site string, seq uint64) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	var e Entry
-	err = item.Value(func(v []byte) error {
-		e, err = readEntry(v)
-		return err
-	})
-	return e, err
+	return itemEntry(item)
 }
 
 // Records returns a visitor's records, oldest first.
@@ -484,11 +490,8 @@ func (s *Store) Erase(site, id, receipt string, at time.Time) (int, error) {
 			if err != nil {
 				return err
 			}
-			var e Entry
-			if err := item.Value(func(v []byte) error {
-				e, err = readEntry(v)
-				return err
-			}); err != nil {
+			e, err := itemEntry(item)
+			if err != nil {
 				return err
 			}
 			e.Record = nil
@@ -671,12 +674,8 @@ func (s *Store) Verify(site string) (Verification, error) {
 				return fail(0, "altered", "unexpected key %q in the chain", k)
 			}
 			seq := binary.BigEndian.Uint64(k[len(prefix):])
-			var e Entry
-			if err := item.Value(func(b []byte) error {
-				var err error
-				e, err = readEntry(b)
-				return err
-			}); err != nil {
+			e, err := itemEntry(item)
+			if err != nil {
 				return fail(seq, "altered", "%v", err)
 			}
 			if e.Seq != seq {
@@ -769,12 +768,8 @@ func (s *Store) Export(site string, from, to time.Time, fn func(site string, e E
 				continue
 			}
 			entrySite := string(k[len("log/") : len(k)-9])
-			var e Entry
-			if err := item.Value(func(b []byte) error {
-				var err error
-				e, err = readEntry(b)
-				return err
-			}); err != nil {
+			e, err := itemEntry(item)
+			if err != nil {
 				return err
 			}
 			if filtered {

@@ -284,12 +284,8 @@ func (s *Store) Usage(now time.Time) (Usage, error) {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
-			var e Entry
-			if err := item.Value(func(b []byte) error {
-				var err error
-				e, err = readEntry(b)
-				return err
-			}); err != nil {
+			e, err := itemEntry(item)
+			if err != nil {
 				return err
 			}
 			if e.Erased != nil {
