@@ -96,6 +96,11 @@ func (p URLPolicy) cleanParsedURL(raw string) string {
 			u.Fragment, u.RawFragment = dec, frag
 		}
 	}
+	if u.Scheme == "" && u.Host == "" && strings.HasPrefix(u.EscapedPath(), "//") {
+		// Without a scheme or host (the userinfo just dropped, or "////x"),
+		// String would write the path's "//" where it reads as a host.
+		return ""
+	}
 	return u.String()
 }
 
