@@ -559,12 +559,39 @@ type htmlWriter struct {
 	hw htmlrewrite.Writer
 	bw *bufio.Writer
 
+	// out is bw's destination: the client's writer, whose header waits
+	// for the first bytes of body.
+	out deferredHeader
+
 	// mu serialises the handler's calls and the timer's flush.
 	mu      sync.Mutex
 	timer   *time.Timer
 	pending bool  // the timer is set for output in bw
 	err     error // the first error writing, or the rewriter's panic
 	done    bool
+}
+
+// deferredHeader holds a response's header back until the first bytes of
+// its body are written, so that a rewritten page that ends before its
+// first flush (most pages: bw holds 64 KiB) is sent with its exact
+// Content-Length instead of in chunks, and one whose upstream body breaks
+// before that can still be answered with an error.
+type deferredHeader struct {
+	w      http.ResponseWriter
+	status int
+	sent   bool
+}
+
+func (d *deferredHeader) Write(p []byte) (int, error) {
+	d.send()
+	return d.w.Write(p)
+}
+
+func (d *deferredHeader) send() {
+	if !d.sent {
+		d.sent = true
+		d.w.WriteHeader(d.status)
+	}
 }
 
 // flushDelay is the longest rewritten output waits in bw for more.
@@ -623,6 +650,7 @@ func (w *htmlWriter) flush() {
 	if w.done || w.err != nil {
 		return
 	}
+	w.out.send()
 	if w.err = w.bw.Flush(); w.err == nil {
 		_ = http.NewResponseController(w.rw.ResponseWriter).Flush()
 	}
@@ -654,7 +682,19 @@ func (w *htmlWriter) CloseWithError(cause error) (err error) {
 	}()
 	if w.err == nil {
 		defer w.recover(&err)
-		if w.err = w.hw.Close(); w.err == nil {
+		switch {
+		case cause != nil && !w.out.sent:
+			// Nothing has left yet: send nothing, so that the handler's
+			// error is answered as an error, not as a cut page.
+			w.err = cause
+		default:
+			if w.err = w.hw.Close(); w.err != nil {
+				break
+			}
+			if !w.out.sent {
+				w.rw.Header().Set("Content-Length", strconv.Itoa(w.bw.Buffered()))
+				w.out.send()
+			}
 			w.err = w.bw.Flush()
 		}
 	}
@@ -702,7 +742,9 @@ func shouldRewrite(r *http.Request, status int, hdr http.Header) bool {
 	return false
 }
 
-func (rw *responseWriter) startHTML() {
+// startHTML sets up the rewriting of an HTML body. It reports whether it
+// sends the header itself, with the body's first bytes.
+func (rw *responseWriter) startHTML(status int) (deferred bool) {
 	hdr := rw.Header()
 	decodeGzip := strings.EqualFold(hdr.Get("Content-Encoding"), "gzip")
 	hdr.Del("Content-Encoding")
@@ -731,15 +773,17 @@ func (rw *responseWriter) startHTML() {
 	// leaves in a few large chunks rather than one per token changed or
 	// per write. It is larger than reverse_proxy's 32 KiB writes.
 	bw := htmlWriters.Get().(*bufio.Writer)
-	bw.Reset(out)
 	rw.html = s
 	if !decodeGzip {
 		w := &s.writer
 		w.rw, w.s, w.bw = rw, s, bw
+		w.out = deferredHeader{w: out, status: status}
+		bw.Reset(&w.out)
 		w.hw.Reset(bw, policy)
 		s.pw, s.flush.now = w, w
-		return
+		return true
 	}
+	bw.Reset(out)
 	pr, pw := io.Pipe()
 	s.pw = pw
 	go func() {
@@ -769,6 +813,7 @@ func (rw *responseWriter) startHTML() {
 		pr.CloseWithError(err)
 		s.done <- err
 	}()
+	return false
 }
 
 // htmlWriters are the rewriters' client buffers.

@@ -859,8 +859,8 @@ func (rw *responseWriter) WriteHeader(status int) {
 		for _, c := range rw.extra {
 			hdr.Add("Set-Cookie", c)
 		}
-		if rw.h.assets != nil && shouldRewrite(rw.r, status, hdr) {
-			rw.startHTML()
+		if rw.h.assets != nil && shouldRewrite(rw.r, status, hdr) && rw.startHTML(status) {
+			return
 		}
 	}
 	rw.ResponseWriter.WriteHeader(status)
