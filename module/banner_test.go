@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -449,6 +450,46 @@ http://127.0.0.1:{{PORT}} {
 	}
 	if !strings.Contains(got.String(), `id="consentgate-config"`) {
 		t.Errorf("first bytes lack the banner: %q", got.String())
+	}
+}
+
+// TestHTMLBrokenBodyNeverLooksWhole: an upstream page that breaks off
+// is never delivered as a complete page: reverse_proxy flushes what it
+// has before aborting (so the client sees the partial response), and the
+// rewritten page then has no Content-Length and no final chunk, so the
+// client's read fails instead of ending cleanly.
+func TestHTMLBrokenBodyNeverLooksWhole(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Length", "100000")
+		fmt.Fprint(w, `<!doctype html><html><head><title>cut</title></head><body><p>only the start`)
+		w.(http.Flusher).Flush()
+		// Hijack and close: the body ends 99,9xx bytes short.
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	t.Cleanup(up.Close)
+	g := startGateway(t, globalOpts+`
+http://127.0.0.1:{{PORT}} {
+	consent
+	reverse_proxy {{UPSTREAM}}
+}
+`, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""})
+	req, _ := http.NewRequest(http.MethodGet, g.url("/"), nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err == nil {
+		body, rerr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if rerr == nil {
+			t.Fatalf("a broken page read as whole: %d, Content-Length %q: %q", resp.StatusCode, resp.Header.Get("Content-Length"), body)
+		}
+	}
+	// And the gateway goes on serving.
+	if r := newClient(t).get(g.url("/_consent/state")); r.status != http.StatusOK {
+		t.Fatalf("state after a broken page: %d", r.status)
 	}
 }
 

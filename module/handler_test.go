@@ -328,40 +328,55 @@ func TestDecisionLimiterRefillsAndForgets(t *testing.T) {
 	}
 }
 
-// BenchmarkServeHTML is the consent handler on a first visit to an HTML
-// page (cgbench's shape: a GA tag, a pixel script, product markup and a
-// YouTube embed), written by the next handler in 32 KiB pieces as
-// reverse_proxy does: injection, rewriting and the stream handoff.
+// BenchmarkServeHTML is the consent handler on an HTML page (cgbench's
+// shape: a GA tag, a pixel script, product markup and a YouTube embed),
+// written by the next handler in 32 KiB pieces as reverse_proxy does:
+// injection, rewriting and the stream handoff, on a first visit (the
+// whole banner) and for a visitor who has decided (cgbench's case).
 func BenchmarkServeHTML(b *testing.B) {
 	for _, size := range []int{10 << 10, 50 << 10, 100 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
-			h := newTestHandler(b, &Handler{})
-			page := benchPage(size)
-			next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-				w.Header().Set("Content-Type", "text/html; charset=utf-8")
-				w.WriteHeader(http.StatusOK)
-				for p := page; len(p) > 0; {
-					n := min(len(p), 32<<10)
-					if _, err := w.Write(p[:n]); err != nil {
-						return err
-					}
-					p = p[n:]
-				}
-				return nil
-			})
-			r := withCaddyContext(httptest.NewRequest(http.MethodGet, "http://shop.example/", nil))
-			vars := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
-			w := &discardWriter{h: http.Header{}}
-			b.SetBytes(int64(len(page)))
-			b.ReportAllocs()
-			for b.Loop() {
-				clear(w.h)
-				delete(vars, decisionVarKey)
-				if err := h.ServeHTTP(w, r, next); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchServeHTML(b, size, false)
 		})
+	}
+	b.Run("decided/50KiB", func(b *testing.B) { benchServeHTML(b, 50<<10, true) })
+}
+
+func benchServeHTML(b *testing.B, size int, decided bool) {
+	h := newTestHandler(b, &Handler{})
+	var line string
+	if decided {
+		line = "cg_consent=" + issueToken(b, h, "shop.example", "necessary", "analytics") + "; session=abc; _ga=GA1.1.1.2; _fbp=fb.1.2.3"
+	}
+	cookieLine := []string{line}
+	page := benchPage(size)
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		for p := page; len(p) > 0; {
+			n := min(len(p), 32<<10)
+			if _, err := w.Write(p[:n]); err != nil {
+				return err
+			}
+			p = p[n:]
+		}
+		return nil
+	})
+	r := withCaddyContext(httptest.NewRequest(http.MethodGet, "http://shop.example/", nil))
+	vars := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	w := &discardWriter{h: http.Header{}}
+	b.SetBytes(int64(len(page)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if decided {
+			cookieLine[0] = line // the handler rewrites the request's header in place
+			r.Header["Cookie"] = cookieLine
+		}
+		clear(w.h)
+		delete(vars, decisionVarKey)
+		if err := h.ServeHTTP(w, r, next); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
