@@ -62,6 +62,68 @@ func stateOf(d *Decision) State {
 	return s
 }
 
+// appendState appends stateOf(d) as json.Marshal encodes it, without
+// reflection or allocation: every rewritten page carries it.
+func appendState(b []byte, d *Decision) []byte {
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, d.IDString())
+	b = append(b, `,"decided":`...)
+	b = strconv.AppendBool(b, d.Decided)
+	b = append(b, `,"granted":[`...)
+	b = appendCategoryNames(b, d, true)
+	b = append(b, `],"denied":[`...)
+	b = appendCategoryNames(b, d, false)
+	b = append(b, `],"policy_version":`...)
+	b = appendJSONString(b, d.PolicyVersion)
+	b = append(b, `,"regime":`...)
+	b = appendJSONString(b, d.Regime)
+	b = append(b, `,"gpc":`...)
+	b = strconv.AppendBool(b, d.GPC)
+	b = append(b, `,"expires":`...)
+	if !d.Decided {
+		b = append(b, "null"...)
+	} else if y := d.Expires.UTC().Year(); y < 0 || y > 9999 {
+		// Outside what time.Time marshals: not a valid decision anyway.
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '"')
+		b = d.Expires.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+func appendCategoryNames(b []byte, d *Decision, granted bool) []byte {
+	if d.site == nil {
+		return b
+	}
+	first := true
+	for i, c := range d.site.categories {
+		if d.Granted.Has(i) == granted {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendJSONString(b, c.Name)
+		}
+	}
+	return b
+}
+
+// appendJSONString appends s as encoding/json quotes it (with its HTML
+// escaping); plain ASCII, the usual case, is copied as it is.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
 // choice is a POSTed decision.
 type choice struct {
 	Granted []string `json:"granted"`

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -221,19 +220,14 @@ func (h *Handler) injection(pageLang string, r *http.Request, d *Decision) []byt
 	if tail == nil {
 		return nil
 	}
-	state, err := json.Marshal(stateOf(d))
-	if err != nil {
-		h.logger.Error("encoding banner state", zap.Error(err))
-		return nil
-	}
 	rest := tail.rest
 	if d.Decided {
 		rest = tail.lite
 	}
-	b := make([]byte, 0, len(tail.head)+len(state)+len(rest)+48)
+	b := make([]byte, 0, len(tail.head)+len(rest)+320)
 	b = append(b, tail.head...)
 	b = append(b, `{"state":`...)
-	b = append(b, state...)
+	b = appendState(b, d)
 	b = append(b, `,"show":`...)
 	b = strconv.AppendBool(b, !d.Decided)
 	b = append(b, `,"reconsent":`...)
@@ -731,8 +725,10 @@ func shouldRewrite(r *http.Request, status int, hdr http.Header) bool {
 	if r.Method != http.MethodGet || status != http.StatusOK || hdr.Get("Content-Range") != "" {
 		return false
 	}
-	mt, _, err := mime.ParseMediaType(hdr.Get("Content-Type"))
-	if err != nil || mt != "text/html" {
+	// The media type as mime.ParseMediaType reads it, but parameters
+	// that do not parse do not matter: a browser renders the page anyway.
+	mt, _, _ := strings.Cut(hdr.Get("Content-Type"), ";")
+	if !strings.EqualFold(strings.TrimSpace(mt), "text/html") {
 		return false
 	}
 	switch strings.ToLower(hdr.Get("Content-Encoding")) {

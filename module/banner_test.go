@@ -46,6 +46,12 @@ func htmlUpstream(t *testing.T, lang string) *httptest.Server {
 		case "/range.html":
 			http.ServeContent(w, r, "range.html", time.Time{}, strings.NewReader(page))
 			return
+		case "/odd-type":
+			// Upper case and a parameter that does not parse: still a
+			// page a browser renders, so still rewritten.
+			w.Header().Set("Content-Type", "TEXT/HTML; charset")
+			fmt.Fprint(w, page)
+			return
 		case "/gz":
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Header().Set("Content-Encoding", "gzip")
@@ -111,6 +117,9 @@ func TestHTMLInjectionAndBlocking(t *testing.T) {
 	// corrected length.
 	if r.header.Get("Content-Length") != strconv.Itoa(len(r.body)) || r.header.Get("ETag") != "" || r.header.Get("Cache-Control") != "private, no-cache" || !strings.Contains(strings.Join(r.header.Values("Vary"), ","), "Cookie") {
 		t.Errorf("headers: Content-Length %q ETag %q Cache-Control %q Vary %q", r.header.Get("Content-Length"), r.header.Get("ETag"), r.header.Get("Cache-Control"), r.header.Values("Vary"))
+	}
+	if r := c.get(g.url("/odd-type"), "Accept", "text/html"); !strings.Contains(r.body, neutralGTM) || !strings.Contains(r.body, "consentgate-config") {
+		t.Errorf("page with an odd Content-Type not rewritten:\n%s", r.body)
 	}
 	// A conditional request still gets the page rewritten for the current
 	// state, never a 304 for a page rewritten for an earlier one.

@@ -2,6 +2,7 @@ package consentgate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -390,4 +391,31 @@ func benchPage(size int) []byte {
 	}
 	b.WriteString(`<iframe src="https://www.youtube.com/embed/x"></iframe></body></html>`)
 	return []byte(b.String())
+}
+
+// TestAppendStateMatchesJSON: the page's state is encoded by hand; it must
+// be exactly what encoding/json makes of stateOf, for any decision and
+// any policy version, regime or category name.
+func TestAppendStateMatchesJSON(t *testing.T) {
+	h := newTestHandler(t, &Handler{})
+	expires := time.Date(2027, 5, 27, 2, 3, 15, 0, time.UTC)
+	odd := []string{"", "1", "2026-11", `v"2"`, `a\b`, "<script>", "a<b", "a>b", "x&y", "caf\u00e9", "\u2028", "\x01\x7f", "bad\xffutf8", "\U0001F600"}
+	for _, pv := range odd {
+		for _, regime := range []string{"opt-in", "opt-out", pv} {
+			for _, d := range []Decision{
+				{PolicyVersion: pv, Regime: regime, site: h.site},
+				{Decided: true, ID: token.ID{1, 2, 3}, Granted: 0b101, PolicyVersion: pv, Regime: regime, GPC: true, Expires: expires, site: h.site},
+				{Decided: true, Granted: 0b1111, PolicyVersion: pv, Regime: regime, Expires: expires.Add(123456789 * time.Nanosecond).In(time.FixedZone("x", 3600)), site: h.site},
+				{Decided: true, PolicyVersion: pv, Regime: regime, Expires: expires},
+			} {
+				want, err := json.Marshal(stateOf(&d))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := appendState([]byte("x"), &d); string(got[1:]) != string(want) {
+					t.Fatalf("appendState:\n got %s\nwant %s", got[1:], want)
+				}
+			}
+		}
+	}
 }
