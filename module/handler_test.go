@@ -341,6 +341,8 @@ func BenchmarkServeHTML(b *testing.B) {
 		})
 	}
 	b.Run("decided/50KiB", func(b *testing.B) { benchServeHTML(b, 50<<10, true) })
+	// The fixed cost: a page with the same head and embed, one product.
+	b.Run("decided/1KiB", func(b *testing.B) { benchServeHTML(b, 1<<10, true) })
 }
 
 func benchServeHTML(b *testing.B, size int, decided bool) {
