@@ -3,7 +3,9 @@ package consentgate
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
+	"compress/zlib"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -19,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
 	"go.uber.org/zap"
 	"golang.org/x/text/language"
 
@@ -504,7 +508,7 @@ func (p htmlPolicy) InjectEarly() []byte { return p.early }
 
 // htmlStream rewrites a response body on its way to the client. A body
 // that is not compressed is rewritten in the handler's goroutine, within
-// each Write (htmlWriter); a gzip body must be read to be decoded, so its
+// each Write (htmlWriter); a compressed body must be read to be decoded, so its
 // rewriter runs in a goroutine of its own and is fed through a pipe.
 // Either way nothing is buffered beyond one token.
 type htmlStream struct {
@@ -720,29 +724,77 @@ func (f *flushingReader) Read(p []byte) (int, error) {
 
 // shouldRewrite reports whether a response is an HTML page the handler
 // may rewrite: a full 200 answer to GET, text/html, not partial, with an
-// encoding it can read.
-func shouldRewrite(r *http.Request, status int, hdr http.Header) bool {
+// encoding it can read. A page it cannot read is logged, once per
+// encoding: its scripts and embeds are not held back.
+func (h *Handler) shouldRewrite(r *http.Request, status int, hdr http.Header) bool {
+	if !isHTMLPage(r, status, hdr) {
+		return false
+	}
+	switch enc := strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))); {
+	case enc == "" || enc == "identity" || decoderFor(enc) != nil:
+		return true
+	default:
+		if _, seen := h.unreadable.LoadOrStore(enc, true); !seen {
+			h.logger.Warn("HTML page in an encoding the consent handler cannot read passes as it is, its trackers not held back; let the upstream answer with identity",
+				zap.String("content_encoding", enc))
+		}
+		return false
+	}
+}
+
+// isHTMLPage reports whether a response is a full 200 answer to GET
+// with an HTML body.
+func isHTMLPage(r *http.Request, status int, hdr http.Header) bool {
 	if r.Method != http.MethodGet || status != http.StatusOK || hdr.Get("Content-Range") != "" {
 		return false
 	}
 	// The media type as mime.ParseMediaType reads it, but parameters
 	// that do not parse do not matter: a browser renders the page anyway.
 	mt, _, _ := strings.Cut(hdr.Get("Content-Type"), ";")
-	if !strings.EqualFold(strings.TrimSpace(mt), "text/html") {
-		return false
+	return strings.EqualFold(strings.TrimSpace(mt), "text/html")
+}
+
+// decoderFor returns how to read a page sent with the Content-Encoding
+// enc, for the encodings browsers accept (gzip, deflate, br, zstd), or nil.
+// The handler asks the upstream for identity, but an upstream may compress
+// anyway; a page in an encoding the handler cannot read (and no browser
+// asked for) passes as it is, with a warning.
+func decoderFor(enc string) func(io.Reader) (io.ReadCloser, error) {
+	switch enc {
+	case "gzip", "x-gzip":
+		return func(r io.Reader) (io.ReadCloser, error) { return gzip.NewReader(r) }
+	case "deflate":
+		return newDeflateReader
+	case "br":
+		return func(r io.Reader) (io.ReadCloser, error) { return io.NopCloser(brotli.NewReader(r)), nil }
+	case "zstd":
+		return func(r io.Reader) (io.ReadCloser, error) {
+			// A window as large as RFC 8878 lets HTTP senders use.
+			d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20))
+			if err != nil {
+				return nil, err
+			}
+			return d.IOReadCloser(), nil
+		}
 	}
-	switch strings.ToLower(hdr.Get("Content-Encoding")) {
-	case "", "identity", "gzip":
-		return true
+	return nil
+}
+
+// newDeflateReader reads HTTP's "deflate": zlib data, or raw deflate as
+// some servers send it (told apart by the zlib header's check bits).
+func newDeflateReader(r io.Reader) (io.ReadCloser, error) {
+	br := bufio.NewReader(r)
+	if h, err := br.Peek(2); err == nil && h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
+		return zlib.NewReader(br)
 	}
-	return false
+	return flate.NewReader(br), nil
 }
 
 // startHTML sets up the rewriting of an HTML body. It reports whether it
 // sends the header itself, with the body's first bytes.
 func (rw *responseWriter) startHTML(status int) (deferred bool) {
 	hdr := rw.Header()
-	decodeGzip := strings.EqualFold(hdr.Get("Content-Encoding"), "gzip")
+	decode := decoderFor(strings.ToLower(strings.TrimSpace(hdr.Get("Content-Encoding"))))
 	hdr.Del("Content-Encoding")
 	hdr.Del("Content-Length")
 	// The page now depends on the visitor's consent: no validators that
@@ -770,7 +822,7 @@ func (rw *responseWriter) startHTML(status int) (deferred bool) {
 	// per write. It is larger than reverse_proxy's 32 KiB writes.
 	bw := htmlWriters.Get().(*bufio.Writer)
 	rw.html = s
-	if !decodeGzip {
+	if decode == nil {
 		w := &s.writer
 		w.rw, w.s, w.bw = rw, s, bw
 		w.out = deferredHeader{w: out, status: status}
@@ -794,13 +846,14 @@ func (rw *responseWriter) startHTML(status int) (deferred bool) {
 				s.done <- err
 			}
 		}()
-		var zr *gzip.Reader
-		if zr, err = gzip.NewReader(src); err == nil {
+		var zr io.ReadCloser
+		if zr, err = decode(src); err == nil {
 			var st htmlrewrite.Stats
 			st, err = htmlrewrite.Rewrite(bw, zr, policy)
 			if ferr := bw.Flush(); err == nil {
 				err = ferr
 			}
+			zr.Close()
 			rw.h.countHeld(rw.d.SiteID, st)
 		}
 		bw.Reset(nil)

@@ -2,7 +2,9 @@ package consentgate
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
+	"compress/zlib"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/consentgate/consentgate/static"
 )
@@ -56,6 +61,32 @@ func htmlUpstream(t *testing.T, lang string) *httptest.Server {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Header().Set("Content-Encoding", "gzip")
 			zw := gzip.NewWriter(w)
+			fmt.Fprint(zw, page)
+			zw.Close()
+			return
+		case "/enc/gzip", "/enc/x-gzip", "/enc/deflate", "/enc/deflate-raw", "/enc/br", "/enc/zstd", "/enc/compress":
+			// Compressed whatever the request asked for, as some
+			// upstreams do.
+			enc := strings.TrimPrefix(r.URL.Path, "/enc/")
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Content-Encoding", strings.TrimSuffix(enc, "-raw"))
+			var zw io.WriteCloser
+			switch enc {
+			case "gzip", "x-gzip":
+				zw = gzip.NewWriter(w)
+			case "deflate":
+				zw = zlib.NewWriter(w)
+			case "deflate-raw":
+				zw, _ = flate.NewWriter(w, flate.DefaultCompression)
+			case "br":
+				zw = brotli.NewWriter(w)
+			case "zstd":
+				zw, _ = zstd.NewWriter(w)
+			case "compress":
+				// Not a real LZW stream: the gateway must not touch it.
+				w.Write([]byte("\x1f\x9d" + page))
+				return
+			}
 			fmt.Fprint(zw, page)
 			zw.Close()
 			return
@@ -144,6 +175,18 @@ func TestHTMLInjectionAndBlocking(t *testing.T) {
 	gz := c.get(g.url("/gz"), "Accept", "text/html")
 	if !strings.Contains(gz.body, neutralGTM) || !strings.Contains(gz.body, `id="consentgate-config"`) || gz.header.Get("Content-Encoding") != "" {
 		t.Errorf("gzip page not rewritten: %q", gz.header.Get("Content-Encoding"))
+	}
+
+	// And in every encoding browsers accept, whatever the request asked
+	// for; an encoding the gateway cannot read passes untouched.
+	for _, enc := range []string{"gzip", "x-gzip", "deflate", "deflate-raw", "br", "zstd"} {
+		r := c.get(g.url("/enc/"+enc), "Accept", "text/html")
+		if r.status != 200 || !strings.Contains(r.body, neutralGTM) || !strings.Contains(r.body, `id="consentgate-config"`) || r.header.Get("Content-Encoding") != "" {
+			t.Errorf("%s page not decoded and rewritten: %d %q", enc, r.status, r.header.Get("Content-Encoding"))
+		}
+	}
+	if r := c.get(g.url("/enc/compress"), "Accept", "text/html"); r.header.Get("Content-Encoding") != "compress" || !strings.HasPrefix(r.body, "\x1f\x9d<!doctype") {
+		t.Errorf("page in an unknown encoding changed: %q %q", r.header.Get("Content-Encoding"), r.body[:min(len(r.body), 20)])
 	}
 
 	// After accepting all, the page passes as the upstream wrote it, with

@@ -181,6 +181,9 @@ type Handler struct {
 	// injections caches the constant part of the banner injection per
 	// language (*injectionParts).
 	injections *sync.Map
+	// unreadable holds the Content-Encodings of HTML pages already
+	// logged as unreadable.
+	unreadable *sync.Map
 }
 
 // heldCounters are the blocked-cookie counters of this handler, resolved
@@ -348,6 +351,7 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	h.scratch = &sync.Pool{New: func() any { return new([token.ScratchLen]byte) }}
 	h.shownHashes = new(shownCache)
 	h.injections = new(sync.Map)
+	h.unreadable = new(sync.Map)
 	h.gpcDate = h.now().UTC().Format("2006-01-02")
 	if stored, err := h.app.store.PutIfAbsent("gpc/"+h.label, []byte(h.gpcDate)); err == nil {
 		h.gpcDate = string(stored)
@@ -859,7 +863,7 @@ func (rw *responseWriter) WriteHeader(status int) {
 		for _, c := range rw.extra {
 			hdr.Add("Set-Cookie", c)
 		}
-		if rw.h.assets != nil && shouldRewrite(rw.r, status, hdr) && rw.startHTML(status) {
+		if rw.h.assets != nil && rw.h.shouldRewrite(rw.r, status, hdr) && rw.startHTML(status) {
 			return
 		}
 	}
