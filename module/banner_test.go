@@ -87,6 +87,11 @@ func htmlUpstream(t *testing.T, lang string) *httptest.Server {
 				w.Write([]byte("\x1f\x9d" + page))
 				return
 			}
+			if r.URL.Query().Has("corrupt") {
+				// A page that is not in the encoding it claims.
+				fmt.Fprint(w, page)
+				return
+			}
 			fmt.Fprint(zw, page)
 			zw.Close()
 			return
@@ -183,6 +188,26 @@ func TestHTMLInjectionAndBlocking(t *testing.T) {
 		r := c.get(g.url("/enc/"+enc), "Accept", "text/html")
 		if r.status != 200 || !strings.Contains(r.body, neutralGTM) || !strings.Contains(r.body, `id="consentgate-config"`) || r.header.Get("Content-Encoding") != "" {
 			t.Errorf("%s page not decoded and rewritten: %d %q", enc, r.status, r.header.Get("Content-Encoding"))
+		}
+	}
+	// A body that is not in the encoding it claims ends the response
+	// with an error: never the raw page, never a hang.
+	for _, enc := range []string{"gzip", "deflate", "br", "zstd"} {
+		done := make(chan string, 1)
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, g.url("/enc/"+enc+"?corrupt"), nil)
+			req.Header.Set("Accept", "text/html")
+			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				done <- ""
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			done <- string(body)
+		}()
+		if body := <-done; strings.Contains(body, `<script async src="https://www.googletagmanager.com`) {
+			t.Errorf("%s: a body not in its encoding reached the client unrewritten", enc)
 		}
 	}
 	if r := c.get(g.url("/enc/compress"), "Accept", "text/html"); r.header.Get("Content-Encoding") != "compress" || !strings.HasPrefix(r.body, "\x1f\x9d<!doctype") {
