@@ -132,20 +132,10 @@ func BenchmarkServeHTTP(b *testing.B) {
 	h := newTestHandler(b, &Handler{})
 	tok := issueToken(b, h, "shop.example", "necessary", "analytics")
 	line := "cg_consent=" + tok + "; session=abc; _ga=GA1.1.1.2; _fbp=fb.1.2.3"
-	cookieLine := []string{line}
 	r := withCaddyContext(httptest.NewRequest(http.MethodGet, "http://shop.example/page?x=1", nil))
-	vars := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
-	for b.Loop() {
-		cookieLine[0] = line // the handler rewrites the request's header in place
-		r.Header["Cookie"] = cookieLine
-		clear(w.h)
-		delete(vars, decisionVarKey)
-		if err := h.ServeHTTP(w, r, upstreamNext); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchServe(b, h, r, w, upstreamNext, line)
 	if got := w.h.Values("Set-Cookie"); len(got) != 2 {
 		b.Fatalf("Set-Cookie = %v", got)
 	}
@@ -161,8 +151,22 @@ func BenchmarkServeHTTPNoCookies(b *testing.B) {
 		return nil
 	})
 	b.ReportAllocs()
+	benchServe(b, h, r, w, next, "")
+}
+
+// benchServe serves r with h b.N times, each as a new request: the
+// cookie line restored (the handler rewrites it in place), the answer's
+// header and the request's decision cleared.
+func benchServe(b *testing.B, h *Handler, r *http.Request, w *discardWriter, next caddyhttp.Handler, cookie string) {
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	cookieLine := []string{cookie}
 	for b.Loop() {
+		if cookie != "" {
+			cookieLine[0] = cookie
+			r.Header["Cookie"] = cookieLine
+		}
 		clear(w.h)
+		delete(vars, decisionVarKey)
 		if err := h.ServeHTTP(w, r, next); err != nil {
 			b.Fatal(err)
 		}
@@ -351,7 +355,6 @@ func benchServeHTML(b *testing.B, size int, decided bool) {
 	if decided {
 		line = "cg_consent=" + issueToken(b, h, "shop.example", "necessary", "analytics") + "; session=abc; _ga=GA1.1.1.2; _fbp=fb.1.2.3"
 	}
-	cookieLine := []string{line}
 	page := benchPage(size)
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -366,21 +369,10 @@ func benchServeHTML(b *testing.B, size int, decided bool) {
 		return nil
 	})
 	r := withCaddyContext(httptest.NewRequest(http.MethodGet, "http://shop.example/", nil))
-	vars := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
 	w := &discardWriter{h: http.Header{}}
 	b.SetBytes(int64(len(page)))
 	b.ReportAllocs()
-	for b.Loop() {
-		if decided {
-			cookieLine[0] = line // the handler rewrites the request's header in place
-			r.Header["Cookie"] = cookieLine
-		}
-		clear(w.h)
-		delete(vars, decisionVarKey)
-		if err := h.ServeHTTP(w, r, next); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchServe(b, h, r, w, next, line)
 }
 
 func benchPage(size int) []byte {
