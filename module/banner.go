@@ -506,6 +506,16 @@ func (p htmlPolicy) Inject(lang string) []byte {
 
 func (p htmlPolicy) InjectEarly() []byte { return p.early }
 
+// DocumentURL is the page's URL as the browser asked for it, against
+// which the rewriter resolves relative URLs and <base href>.
+func (p htmlPolicy) DocumentURL() string {
+	scheme := "http"
+	if p.r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + p.r.Host + p.r.URL.EscapedPath()
+}
+
 // htmlStream rewrites a response body on its way to the client. A body
 // that is not compressed is rewritten in the handler's goroutine, within
 // each Write (htmlWriter); a compressed body must be read to be decoded, so its

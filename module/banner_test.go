@@ -51,6 +51,15 @@ func htmlUpstream(t *testing.T, lang string) *httptest.Server {
 		case "/range.html":
 			http.ServeContent(w, r, "range.html", time.Time{}, strings.NewReader(page))
 			return
+		case "/tricky":
+			// Tracker URLs written as browsers still load them, and a
+			// <base> that points relative URLs at a tracker.
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprint(w, `<!doctype html><html><head><base href="https://www.youtube.com/">`+
+				`<script src="ht&#9;tps://www.googletagmanager%2Ecom/gtag/js?id=G-X"></script>`+
+				`<script src="https:///connect.facebook.net/en_US/fbevents.js"></script></head>`+
+				`<body><iframe src="embed/abc"></iframe><img src="/&Tab;/www.facebook.com/tr?id=1"><p>end</p></body></html>`)
+			return
 		case "/odd-type":
 			// Upper case and a parameter that does not parse: still a
 			// page a browser renders, so still rewritten.
@@ -153,6 +162,9 @@ func TestHTMLInjectionAndBlocking(t *testing.T) {
 	// corrected length.
 	if r.header.Get("Content-Length") != strconv.Itoa(len(r.body)) || r.header.Get("ETag") != "" || r.header.Get("Cache-Control") != "private, no-cache" || !strings.Contains(strings.Join(r.header.Values("Vary"), ","), "Cookie") {
 		t.Errorf("headers: Content-Length %q ETag %q Cache-Control %q Vary %q", r.header.Get("Content-Length"), r.header.Get("ETag"), r.header.Get("Cache-Control"), r.header.Values("Vary"))
+	}
+	if r := c.get(g.url("/tricky"), "Accept", "text/html"); strings.Count(r.body, "data-cg-src=") != 3 || strings.Contains(r.body, "<img") || !strings.Contains(r.body, "<p>end</p>") {
+		t.Errorf("tracker URLs in browser spellings or behind <base> not held back:\n%s", r.body)
 	}
 	if r := c.get(g.url("/odd-type"), "Accept", "text/html"); !strings.Contains(r.body, neutralGTM) || !strings.Contains(r.body, "consentgate-config") {
 		t.Errorf("page with an odd Content-Type not rewritten:\n%s", r.body)

@@ -42,12 +42,21 @@ func (p fuzzPolicy) ClassifyInline(code []byte) (Classification, bool) {
 	return Classification{}, false
 }
 
+// documentedPolicy is a fuzzPolicy that gives the page's URL.
+type documentedPolicy struct {
+	fuzzPolicy
+	doc string
+}
+
+func (p documentedPolicy) DocumentURL() string { return p.doc }
+
 // diffPolicies refuse everything, grant everything (both with early
-// markup), and grant analytics only (without).
+// markup), and grant analytics only (without), the last on a page whose
+// URL the rewriter knows.
 var diffPolicies = []Policy{
 	fuzzPolicy{testPolicy{granted: map[string]bool{"necessary": true}, early: earlyMark}},
 	fuzzPolicy{testPolicy{granted: map[string]bool{"necessary": true, "analytics": true, "marketing": true}, early: "<script>E()</script>"}},
-	fuzzPolicy{testPolicy{granted: map[string]bool{"necessary": true, "analytics": true}}},
+	documentedPolicy{fuzzPolicy{testPolicy{granted: map[string]bool{"necessary": true, "analytics": true}}}, "https://shop.example/p/"},
 }
 
 // chunkReader hands out its input in pieces of random sizes.
@@ -216,6 +225,10 @@ func trickySeeds() [][]byte {
 		`<noscript><img src="https://www.facebook.com/tr?id=1"/></noscript>`,
 		`<picture><source srcset="https://www.facebook.com/tr?id=1"><img src="/a.png"></picture>`,
 		`<script src="https://www.googletagmanager.com/a?b=1&amp;c=&quot;2&quot;" data-x='"&lt;'></script>`,
+		`<head><base href="https://www.youtube.com/"><script src="x.js"></script><img src="p.gif"><iframe src="embed/v"></iframe></head>`,
+		`<noscript><base href="//m/"></noscript><img src="x.gif"><base href="/a/"><base href="//m/"><img src="y.gif" alt=p>`,
+		`<script src="ht&#9;tps://www.googletag&#10;manager%2Ecom/gtag/js"></script><img src="https:\\\m.x/p"><img src="https:/m/p">`,
+		`<img src="/&Tab;/m/p"><img src="https:m/p"><img src="data:image/gif;base64,R0lGOD"><script src="javascript:ga()"></script>`,
 	} {
 		out = append(out, []byte(s))
 	}
@@ -250,6 +263,7 @@ var markupWords = strings.Fields(`< > </ / = " ' - -- --> --!> <!-- <! <? ! <!->
 	<!--<script> <SCRIPT </SCRIPT > script iframe <iframe </iframe> <noscript> </noscript> noscript <img <IMG <source <link
 	<video <audio <object <embed <style> </style> <title> </title> <textarea> </textarea> <xmp> <plaintext> <noembed> </noframes
 	<html <head> </head> <body> <body <p> <div a src= srcset= href= data= poster= data-consent= type= lang=
+	<base <BASE base x.js p.gif https:m/p /&Tab;/m/p %2E m%2Ex data:x javascript:x
 	//a/x //m/y //n/z https://www.youtube.com/embed/v https:\\a\x https:&#x2f;&#x2f;a/x https:&sol;&sol;m analytics marketing
 	necessary text/plain module text/javascript application/json fb() ga() x 1x, 2x &amp; &#0; &lt; &nbsp; &ampx &eacute = ;`)
 

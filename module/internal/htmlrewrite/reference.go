@@ -15,7 +15,7 @@ import (
 // ten times slower than the scanner and is kept as the definition the
 // scanner is tested against (FuzzRewriteDiff).
 func rewriteReference(w io.Writer, r io.Reader, p Policy) (Stats, error) {
-	rw := &tokenRewriter{w: w, p: p, z: html.NewTokenizer(r), early: earlyOf(p)}
+	rw := &tokenRewriter{w: w, p: p, z: html.NewTokenizer(r), early: earlyOf(p), res: resolver{p: p}}
 	err := rw.run()
 	return rw.stats, err
 }
@@ -34,6 +34,7 @@ type tokenRewriter struct {
 	early    []byte // the EarlyInjector's markup, until it is written
 	// pendingEmbed is the placeholder to write after the current </iframe>.
 	pendingEmbed []byte
+	res          resolver // where URLs load from
 }
 
 func (rw *tokenRewriter) write(b []byte) {
@@ -134,6 +135,15 @@ func (rw *tokenRewriter) startTag(tt html.TokenType) {
 		rw.iframe(raw)
 	case atom.Img, atom.Source, atom.Link, atom.Embed, atom.Object, atom.Video, atom.Audio:
 		rw.resource(raw)
+	case atom.Base:
+		// The first <base href> of the document counts; in <noscript>
+		// none.
+		if !rw.nested && !rw.res.baseSeen {
+			if href, ok := get(readAttrs(z), "href"); ok {
+				rw.res.setBase(href)
+			}
+		}
+		rw.write(raw)
 	case atom.Noscript:
 		rw.write(raw)
 		if rw.nested {
@@ -204,7 +214,7 @@ func (rw *tokenRewriter) script(raw []byte, tt html.TokenType) {
 	if marked {
 		c, known = Classification{Category: consent}, true
 	} else if src, ok := get(attrs, "src"); ok {
-		c, known = classifyURL(rw.p, src)
+		c, known = rw.res.classify(src)
 	}
 	if tt == html.SelfClosingTagToken {
 		if known && refused(rw.p, c.Category) {
@@ -254,7 +264,7 @@ func (rw *tokenRewriter) iframe(raw []byte) {
 		rw.write(raw)
 		return
 	}
-	c, known := classifyURL(rw.p, src)
+	c, known := rw.res.classify(src)
 	if consent, marked := get(attrs, "data-consent"); marked {
 		c.Category, known = consent, true
 	}
@@ -279,13 +289,13 @@ func (rw *tokenRewriter) iframe(raw []byte) {
 // that would load from a tracker of a refused category; the element's
 // content, if any, stays.
 func (rw *tokenRewriter) resource(raw []byte) {
-	if !mayMatter(raw) {
+	if !rw.res.baseSeen && !mayMatter(raw) {
 		rw.write(raw)
 		return
 	}
 	attrs := readAttrs(rw.z)
 	for _, name := range resourceAttrs {
-		if v, ok := get(attrs, name); ok && refusedResource(rw.p, name, v) {
+		if v, ok := get(attrs, name); ok && refusedResource(&rw.res, name, v) {
 			rw.stats.Images++
 			return
 		}
@@ -301,7 +311,7 @@ func (rw *tokenRewriter) noscript() {
 		return
 	}
 	inner := bytes.Clone(rw.z.Raw())
-	sub := &tokenRewriter{w: rw.w, p: rw.p, z: html.NewTokenizer(bytes.NewReader(inner)), injected: true, nested: true}
+	sub := &tokenRewriter{w: rw.w, p: rw.p, z: html.NewTokenizer(bytes.NewReader(inner)), injected: true, nested: true, res: rw.res}
 	if err := sub.run(); err != nil && rw.err == nil {
 		rw.err = err
 	}

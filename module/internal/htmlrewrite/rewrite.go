@@ -40,7 +40,8 @@ type Policy interface {
 	// Refused reports whether a category is not granted.
 	Refused(category string) bool
 	// ClassifyURL classifies a script, iframe or image URL by host (and
-	// path); ok is false for unknown URLs.
+	// path); ok is false for unknown URLs. u.Host is the host name as a
+	// browser resolves it: lower case, without port or trailing dot.
 	ClassifyURL(u *url.URL) (Classification, bool)
 	// ClassifyInline classifies an inline script by its content; code is
 	// the rewriter's buffer, valid only during the call.
@@ -121,7 +122,7 @@ func (rw *Writer) Reset(w io.Writer, p Policy) {
 	if rw.carry != nil {
 		carryPool.Put(rw.carry)
 	}
-	*rw = Writer{rw: rewriter{w: w, p: p, early: earlyOf(p)}}
+	*rw = Writer{rw: rewriter{w: w, p: p, early: earlyOf(p), res: resolver{p: p}}}
 }
 
 // carryStep is the least input added at a time to an unfinished token.
@@ -239,69 +240,39 @@ func refused(p Policy, list string) bool {
 	return false
 }
 
-func classifyURL(p Policy, raw string) (Classification, bool) {
-	// Browsers treat backslashes in http(s) URLs as slashes.
-	raw = strings.ReplaceAll(strings.TrimSpace(raw), `\`, "/")
-	if !strings.Contains(raw, "//") {
-		// Relative: url.Parse finds a host only after "//".
-		return Classification{}, false
-	}
-	if strings.HasPrefix(raw, "//") {
-		raw = "https:" + raw
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return Classification{}, false
-	}
-	return p.ClassifyURL(u)
-}
-
-// mayMatter reports whether a tag's raw bytes could hold an attribute the
-// rewriter acts on (an absolute URL, a type or a consent mark); parsing
-// attributes allocates, so ordinary tags skip it.
+// mayMatter reports whether a tag's raw bytes could hold a URL that
+// leaves the page's origin; parsing attributes allocates, so ordinary tags
+// skip it. Such a URL needs "//", or '\\' (read as '/'), a scheme's ':'
+// ("https:host"), a tab or newline (browsers drop them: "/\n/host"), or
+// an entity that may stand for any of these ('&'); srcset can hold one
+// too. Eight bytes at a time, the last word overlapping the one before.
 func mayMatter(raw []byte) bool {
-	// An absolute URL needs "//" — or "\\", which browsers read as "/", or
-	// an entity such as "&#x2f;" — and srcset can hold one too. Eight bytes
-	// at a time, the last word overlapping the one before, until a
-	// backslash or '&' asks for a closer look.
 	n := len(raw)
 	if n < 9 {
-		return mayMatterFrom(raw, 0)
+		for i, c := range raw {
+			if marksURL(c) || c == '/' && i+1 < n && raw[i+1] == '/' {
+				return true
+			}
+		}
+		return false
 	}
 	for i := 0; ; i += 8 {
 		i = min(i, n-9)
 		x := binary.LittleEndian.Uint64(raw[i:])
 		y := binary.LittleEndian.Uint64(raw[i+1:])
-		if zeroBytes((x^(lows*'/'))|(y^(lows*'/'))) != 0 {
+		if zeroBytes((x^(lows*'/'))|(y^(lows*'/')))|zeroBytes(x^(lows*'\\'))|zeroBytes(x^(lows*'&'))|
+			zeroBytes(x^(lows*':'))|lessBytes(x, '\r'+1) != 0 {
 			return true
 		}
-		if zeroBytes(x^(lows*'\\'))|zeroBytes(x^(lows*'&')) != 0 {
-			return mayMatterFrom(raw, i)
-		}
 		if i == n-9 {
-			return raw[n-1] == '\\'
+			return marksURL(raw[n-1])
 		}
 	}
 }
 
-// mayMatterFrom is mayMatter a byte at a time, from raw[i].
-func mayMatterFrom(raw []byte, i int) bool {
-	for ; i < len(raw); i++ {
-		switch raw[i] {
-		case '\\':
-			return true
-		case '/':
-			if i+1 < len(raw) && raw[i+1] == '/' {
-				return true
-			}
-		case '&':
-			if r := raw[i+1:]; bytes.HasPrefix(r, []byte("#")) || bytes.HasPrefix(r, []byte("sol;")) {
-				return true
-			}
-		}
-	}
-	return false
-}
+// marksURL reports whether c alone may make a URL leave the page's origin
+// (see mayMatter).
+func marksURL(c byte) bool { return c == '\\' || c == '&' || c == ':' || c <= '\r' }
 
 func executable(typ string) bool {
 	t := strings.ToLower(strings.TrimSpace(typ))
@@ -381,14 +352,14 @@ var resourceAttrs = []string{"src", "srcset", "href", "data", "poster"}
 
 // refusedResource reports whether a value of one of resourceAttrs loads
 // from a tracker of a refused category.
-func refusedResource(p Policy, name, v string) bool {
+func refusedResource(r *resolver, name, v string) bool {
 	if name != "srcset" {
-		c, known := classifyURL(p, v)
-		return known && refused(p, c.Category)
+		c, known := r.classify(v)
+		return known && refused(r.p, c.Category)
 	}
 	for cand := range strings.SplitSeq(v, ",") {
 		for u := range strings.FieldsSeq(cand) {
-			if c, known := classifyURL(p, u); known && refused(p, c.Category) {
+			if c, known := r.classify(u); known && refused(r.p, c.Category) {
 				return true
 			}
 			break // the URL; a width or density follows

@@ -182,14 +182,14 @@ func TestDeepNoscriptIsCheap(t *testing.T) {
 	}
 }
 
-// TestMayMatter checks the word-at-a-time mayMatter against the plain
-// byte loop, around the word boundaries where the two could differ.
+// TestMayMatter checks the word-at-a-time mayMatter against a plain byte
+// loop, around the word boundaries where the two could differ.
 func TestMayMatter(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(3, 4))
-	alphabet := []byte(`ab/\&#sol;=" >`)
+	alphabet := []byte("ab/\\&#:=\" >\t\n\r\x00\x7f\x80\xff")
 	var cases []string
 	for n := range 40 {
-		for _, w := range []string{"//", `\`, "&#", "&sol;", "&so", "/", "&"} {
+		for _, w := range []string{"//", `\`, "&", ":", "/", "\t", "\n", "\r", "\x0e", "\x80"} {
 			for at := 0; at+len(w) <= n; at++ {
 				b := bytes.Repeat([]byte("x"), n)
 				copy(b[at:], w)
@@ -204,8 +204,16 @@ func TestMayMatter(t *testing.T) {
 		}
 		cases = append(cases, string(b))
 	}
+	bytewise := func(b []byte) bool {
+		for i, c := range b {
+			if c == '\\' || c == '&' || c == ':' || c <= '\r' || c == '/' && i+1 < len(b) && b[i+1] == '/' {
+				return true
+			}
+		}
+		return false
+	}
 	for _, c := range cases {
-		if got, want := mayMatter([]byte(c)), mayMatterFrom([]byte(c), 0); got != want {
+		if got, want := mayMatter([]byte(c)), bytewise([]byte(c)); got != want {
 			t.Fatalf("mayMatter(%q) = %v, want %v", c, got, want)
 		}
 	}
@@ -393,4 +401,106 @@ func BenchmarkRewrite(b *testing.B) {
 			})
 		}
 	}
+}
+
+// docPolicy is testPolicy on a page whose URL the rewriter knows.
+type docPolicy struct {
+	testPolicy
+	doc string
+}
+
+func (p docPolicy) DocumentURL() string { return p.doc }
+
+// TestTrackerURLsAsBrowsersReadThem: a tracker's URL written in any way a
+// browser still loads it from the tracker (WHATWG URL parsing: tabs and
+// newlines dropped, backslashes, any number of slashes, percent-encoded
+// and IDNA-mapped host names, bad escapes in the path) is held back; URLs
+// that load from the page's own origin or from no host are not.
+func TestTrackerURLsAsBrowsersReadThem(t *testing.T) {
+	held := []string{
+		"https://www.googletagmanager.com/gtag/js",
+		"//www.googletagmanager.com/gtag/js",
+		`\\www.googletagmanager.com/gtag/js`,
+		"https://www.googletagmanager.com/gtag%zz/js",
+		"https://www.googletagmanager.com&#9;/gtag/js",
+		"ht&#10;tps://www.googletagmanager.com/gtag/js",
+		"/&Tab;/www.googletagmanager.com/gtag/js",
+		"https://www.googletagmanager%2Ecom/gtag/js",
+		"https://www.googletagmanager\u3002com/gtag/js",
+		"https://www.googletagmanager.com%2e/gtag/js",
+		"https://\uff57\uff57\uff57.googletagmanager.com/gtag/js",
+		"https:///www.googletagmanager.com/gtag/js",
+		"HTTPS://USER@WWW.GOOGLETAGMANAGER.COM:443/gtag/js",
+		"  https://www.googletagmanager.com/gtag/js\x01",
+		// On an http page a scheme without slashes is still absolute.
+		"https:www.googletagmanager.com/gtag/js",
+	}
+	kept := []string{
+		"/gtag/js", "gtag/js", "?www.googletagmanager.com", "data:text/javascript,1",
+		"javascript:void(0)", "blob:https://www.googletagmanager.com/x",
+		"https://www.googletagmanager.com.evil.example/x", "https://[::1]/x",
+	}
+	p := docPolicy{testPolicy{granted: map[string]bool{"necessary": true}}, "http://shop.example/p/"}
+	run := func(src string) string {
+		var out bytes.Buffer
+		if _, err := Rewrite(&out, strings.NewReader(`<script src="`+src+`"></script><img src="`+src+`">`), p); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	for _, src := range held {
+		if out := run(src); !strings.Contains(out, `data-cg-src=`) || strings.Contains(out, "<img") {
+			t.Errorf("%q not held back: %s", src, out)
+		}
+	}
+	for _, src := range kept {
+		if out := run(src); strings.Contains(out, `data-cg-src=`) || !strings.Contains(out, "<img") {
+			t.Errorf("%q held back: %s", src, out)
+		}
+	}
+	// On an https page, "https:host/x" is a path on the page's origin.
+	p.doc = "https://shop.example/p/"
+	if out := run("https:www.googletagmanager.com/gtag/js"); strings.Contains(out, `data-cg-src=`) {
+		t.Errorf("same-origin path held back on an https page: %s", out)
+	}
+}
+
+// TestBaseHref: after the document's first <base href>, relative URLs
+// load from where it points; a later <base>, or one inside <noscript>,
+// does not count.
+func TestBaseHref(t *testing.T) {
+	p := docPolicy{testPolicy{granted: map[string]bool{"necessary": true}}, "https://shop.example/"}
+	rewriteWith := func(in string) string {
+		var out bytes.Buffer
+		if _, err := Rewrite(&out, strings.NewReader(in), p); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	out := rewriteWith(`<head><script src="before.js"></script><base href="https://www.youtube.com/"><base href="/"><script src="x.js"></script></head>` +
+		`<body><img src="p.gif" alt="pixel"><iframe src="embed/v"></iframe></body>`)
+	for _, want := range []string{`<script src="before.js">`, `data-cg-src="x.js"`, `data-cg-src="embed/v"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lacks %s: %s", want, out)
+		}
+	}
+	if strings.Contains(out, "<img") {
+		t.Errorf("pixel relative to a tracker's base kept: %s", out)
+	}
+	out = rewriteWith(`<noscript><base href="https://www.youtube.com/"></noscript><script src="x.js"></script><base href="/b/"><script src="//www.youtube.com/y.js"></script>`)
+	if strings.Contains(out, `data-cg-src="x.js"`) || !strings.Contains(out, `data-cg-src="//www.youtube.com/y.js"`) {
+		t.Errorf("base in noscript counted, or absolute URL missed: %s", out)
+	}
+	if got, want := rewriteWith(`<base href="https://www.youtube.com/"><script src="x.js"></script>`), rewriteReferenceString(t, p, `<base href="https://www.youtube.com/"><script src="x.js"></script>`); got != want {
+		t.Errorf("scanner and reference differ:\n%s\n%s", got, want)
+	}
+}
+
+func rewriteReferenceString(t *testing.T, p Policy, in string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if _, err := rewriteReference(&out, strings.NewReader(in), p); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
 }

@@ -35,6 +35,8 @@ const (
 	elemNoembed
 	elemNoframes
 	elemPlaintext
+	// <base href> sets where relative URLs resolve.
+	elemBase
 	numElems
 )
 
@@ -44,6 +46,7 @@ var elemNames = [numElems]string{
 	elemLink: "link", elemEmbed: "embed", elemObject: "object", elemVideo: "video",
 	elemAudio: "audio", elemStyle: "style", elemTextarea: "textarea", elemTitle: "title",
 	elemXmp: "xmp", elemNoembed: "noembed", elemNoframes: "noframes", elemPlaintext: "plaintext",
+	elemBase: "base",
 }
 
 // elemLens holds, by a name's first byte, a bit for the length of each
@@ -92,6 +95,9 @@ func lookupElem(name []byte) elem {
 		e = elemAudio
 	case 'b':
 		e = elemBody
+		if len(name) == 4 && name[1]|0x20 == 'a' {
+			e = elemBase
+		}
 	case 'e':
 		e = elemEmbed
 	case 'h':
@@ -147,7 +153,7 @@ func lookupElem(name []byte) elem {
 // attrsMatter reports whether the rewriter reads the element's start tag
 // attributes.
 func (e elem) attrsMatter() bool {
-	return e == elemHTML || e == elemScript || e == elemIframe || e.resource()
+	return e == elemHTML || e == elemScript || e == elemIframe || e == elemBase || e.resource()
 }
 
 func (e elem) resource() bool { return elemImg <= e && e <= elemAudio }
@@ -197,6 +203,7 @@ type rewriter struct {
 	out    int // during feed: input before this offset has been written
 	ta     tagAttrs
 	child  *rewriter // rewrites <noscript> content
+	res    resolver  // where URLs load from
 }
 
 // readSize is the size of Rewrite's reads.
@@ -358,7 +365,7 @@ func (rw *rewriter) skipData(b []byte, i int) int {
 			end += i
 			name = ts.name
 		}
-		if name != elemOther && !passes(name, endTag, b[i:end]) {
+		if name != elemOther && !passes(name, endTag, rw.res.baseSeen, b[i:end]) {
 			return i
 		}
 		i = end
@@ -368,14 +375,15 @@ func (rw *rewriter) skipData(b []byte, i int) int {
 // passes reports whether a whole tag needs nothing from the rewriter: an
 // end tag other than </head> and </iframe>, a URL-loading start tag with
 // no absolute URL, or any tag of an element the rewriter does not know.
-func passes(name elem, endTag bool, raw []byte) bool {
+func passes(name elem, endTag, baseSeen bool, raw []byte) bool {
 	switch {
 	case name == elemOther:
 		return true
 	case endTag:
 		return name != elemHead && name != elemIframe
 	case name.resource():
-		return !mayMatter(raw)
+		// After a <base href>, relative URLs may leave the origin too.
+		return !baseSeen && !mayMatter(raw)
 	}
 	return false
 }
@@ -515,6 +523,14 @@ func (rw *rewriter) startTag(b []byte, tok, end int) int {
 		rw.startIframe(b, tok, end)
 	case name.resource():
 		rw.startResource(b, tok, end)
+	case name == elemBase:
+		// The first <base href> of the document counts; in <noscript>
+		// (not parsed as markup in a browser that runs scripts) none.
+		if !rw.nested && !rw.res.baseSeen {
+			if href, ok := rw.attrs(b[tok:end]).value("href"); ok {
+				rw.res.setBase(href)
+			}
+		}
 	case name == elemNoscript && !rw.nested:
 		// Browsers do not nest noscript; deeper levels pass through.
 		rw.mode, rw.tagLen, rw.pos = inHeldNoscript, end-tok, end-tok
@@ -578,7 +594,7 @@ func (rw *rewriter) startScript(b []byte, tok, end int) int {
 	if marked {
 		c, known = Classification{Category: consent}, true
 	} else if src, ok := ta.value("src"); ok {
-		c, known = classifyURL(rw.p, src)
+		c, known = rw.res.classify(src)
 	}
 	selfClosing := ta.selfClosing()
 	if known || selfClosing {
@@ -629,7 +645,7 @@ func (rw *rewriter) heldNoscriptStep(b []byte, i int, atEOF bool) (int, bool) {
 			rw.child = new(rewriter)
 		}
 		c := rw.child
-		*c = rewriter{w: rw.w, p: rw.p, nested: true, injected: true, spans: c.spans[:0]}
+		*c = rewriter{w: rw.w, p: rw.p, nested: true, injected: true, spans: c.spans[:0], res: rw.res}
 		c.feed(content, true)
 		rw.err = c.err
 		rw.stats.Scripts += c.stats.Scripts
@@ -647,7 +663,7 @@ func (rw *rewriter) startIframe(b []byte, tok, end int) {
 	if !ok {
 		return
 	}
-	c, known := classifyURL(rw.p, src)
+	c, known := rw.res.classify(src)
 	if consent, marked := ta.value("data-consent"); marked {
 		c.Category, known = consent, true
 	}
@@ -666,12 +682,12 @@ func (rw *rewriter) startIframe(b []byte, tok, end int) {
 // element's content, if any, stays.
 func (rw *rewriter) startResource(b []byte, tok, end int) {
 	t := b[tok:end]
-	if !mayMatter(t) {
+	if !rw.res.baseSeen && !mayMatter(t) {
 		return
 	}
 	ta := rw.attrs(t)
 	for _, name := range resourceAttrs {
-		if v, ok := ta.value(name); ok && refusedResource(rw.p, name, v) {
+		if v, ok := ta.value(name); ok && refusedResource(&rw.res, name, v) {
 			rw.stats.Images++
 			rw.replace(b, tok, end, nil)
 			return

@@ -23,6 +23,10 @@ const swarWords = 4
 // lowest mark is exact (higher ones may be false after a zero byte).
 func zeroBytes(x uint64) uint64 { return (x - lows) &^ x & highs }
 
+// lessBytes marks the bytes of x below n (n <= 128) with their high bit;
+// the lowest mark is exact.
+func lessBytes(x uint64, n byte) uint64 { return (x - lows*uint64(n)) &^ x & highs }
+
 // indexFrom returns the offset of the first c in b at or after i, or
 // len(b).
 func indexFrom(b []byte, i int, c byte) int {

@@ -1,0 +1,159 @@
+package htmlrewrite
+
+import (
+	"net/url"
+	"strings"
+
+	whatwg "github.com/nlnwa/whatwg-url/url"
+)
+
+// DocumentURLer is a Policy that knows the URL of the page being
+// rewritten, against which relative URLs and <base href> resolve.
+type DocumentURLer interface {
+	DocumentURL() string
+}
+
+// resolver finds the host and path a browser loads an attribute's URL
+// from. Browsers parse URLs by the WHATWG URL standard, not RFC 3986: they
+// drop tabs and newlines anywhere, read backslashes as slashes, skip any
+// number of slashes after "https:", percent-decode and IDNA-map host names
+// ("%2E" and "。" are dots), and resolve relative URLs against the first
+// <base href>. A tracker host written in any of those ways must be found.
+type resolver struct {
+	p        Policy
+	base     string // the first <base href>, resolved
+	baseSeen bool
+}
+
+// unknownDocument stands for the page's URL when the policy does not
+// give it: a scheme-only "https:host" then reads as absolute, which
+// holds back rather than lets through.
+const unknownDocument = "http://document.invalid/"
+
+func (r *resolver) document() string {
+	if d, ok := r.p.(DocumentURLer); ok {
+		if u := d.DocumentURL(); u != "" {
+			return u
+		}
+	}
+	return unknownDocument
+}
+
+// setBase records the page's <base href>: from here on, relative URLs
+// resolve against it (against the page's URL when it does not parse).
+func (r *resolver) setBase(href string) {
+	r.baseSeen = true
+	r.base = r.document()
+	if u, err := whatwg.ParseRef(r.base, href); err == nil {
+		r.base = u.Href(true)
+	}
+}
+
+// classify classifies the URL raw loads from.
+func (r *resolver) classify(raw string) (Classification, bool) {
+	u, ok := r.target(raw)
+	if !ok {
+		return Classification{}, false
+	}
+	return r.p.ClassifyURL(u)
+}
+
+// target returns the scheme, host (lower case, without port or trailing
+// dot) and decoded path a browser would load raw from, when that is an
+// http(s) URL on another origin than the page's: relative URLs count only
+// after a <base href>.
+func (r *resolver) target(raw string) (*url.URL, bool) {
+	s := strings.TrimFunc(raw, func(c rune) bool { return c <= ' ' })
+	if strings.ContainsAny(s, "\t\n\r") {
+		s = strings.Map(func(c rune) rune {
+			if c == '\t' || c == '\n' || c == '\r' {
+				return -1
+			}
+			return c
+		}, s)
+	}
+	scheme, absolute := urlScheme(s)
+	switch {
+	case s == "":
+		return nil, false
+	case absolute && !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https"):
+		// data:, javascript:, blob:, about:… load from no host.
+		return nil, false
+	case !absolute && !r.baseSeen && !(len(s) > 1 && isSlash(s[0]) && isSlash(s[1])):
+		// Relative, without <base>: the page's own origin.
+		return nil, false
+	}
+	if u, ok := plainURL(s); ok {
+		u.Host = hostName(u.Hostname())
+		return u, true
+	}
+	base := r.base
+	if !r.baseSeen {
+		base = r.document()
+	}
+	w, err := whatwg.ParseRef(base, s)
+	if err != nil || w.Hostname() == "" {
+		return nil, false
+	}
+	if sc := w.Scheme(); sc != "http" && sc != "https" {
+		return nil, false
+	}
+	path := w.Pathname()
+	if p, err := url.PathUnescape(path); err == nil {
+		path = p
+	}
+	return &url.URL{Scheme: w.Scheme(), Host: hostName(w.Hostname()), Path: path}, true
+}
+
+// hostName is a host as the policy gets it: lower case, without a port or
+// a trailing dot.
+func hostName(h string) string { return strings.TrimRight(strings.ToLower(h), ".") }
+
+func isSlash(c byte) bool { return c == '/' || c == '\\' }
+
+// urlScheme returns the scheme s starts with ("https" of "https:…"), if any.
+func urlScheme(s string) (string, bool) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c|0x20 && c|0x20 <= 'z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		case i > 0 && c == ':':
+			return s[:i], true
+		default:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// plainURL reads the common case quickly: "http(s)://host…" or "//host…"
+// in printable ASCII without '%' or '\', for which net/url finds the host
+// and path a browser does.
+func plainURL(s string) (*url.URL, bool) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '%' || c == '\\' {
+			return nil, false
+		}
+	}
+	var rest string
+	switch {
+	case strings.HasPrefix(s, "//"):
+		rest, s = s[2:], "https:"+s
+	case len(s) > 8 && strings.EqualFold(s[:8], "https://"):
+		rest = s[8:]
+	case len(s) > 7 && strings.EqualFold(s[:7], "http://"):
+		rest = s[7:]
+	default:
+		return nil, false
+	}
+	if rest == "" || rest[0] == '/' {
+		// "https:///host": browsers skip the extra slashes.
+		return nil, false
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return nil, false
+	}
+	return u, true
+}
