@@ -133,7 +133,7 @@ func (rw *tokenRewriter) startTag(tt html.TokenType) {
 		rw.script(raw, tt)
 	case atom.Iframe:
 		rw.iframe(raw)
-	case atom.Img, atom.Source, atom.Link, atom.Embed, atom.Object, atom.Video, atom.Audio:
+	case atom.Img, atom.Source, atom.Link, atom.Embed, atom.Object, atom.Video, atom.Audio, atom.Input, atom.Image, atom.Track:
 		rw.resource(raw)
 	case atom.Base:
 		// The first <base href> of the document counts; in <noscript>
@@ -213,7 +213,7 @@ func (rw *tokenRewriter) script(raw []byte, tt html.TokenType) {
 	var known bool
 	if marked {
 		c, known = Classification{Category: consent}, true
-	} else if src, ok := get(attrs, "src"); ok {
+	} else if src, ok := scriptSource(func(k string) (string, bool) { return get(attrs, k) }); ok {
 		c, known = rw.res.classify(src)
 	}
 	if tt == html.SelfClosingTagToken {
@@ -285,7 +285,8 @@ func (rw *tokenRewriter) iframe(raw []byte) {
 }
 
 // resource removes an <img> (a tracking pixel), <source>, <link> (preload,
-// prefetch, stylesheet…), <embed>, <object>, <video> or <audio> start tag
+// prefetch, stylesheet…), <embed>, <object>, <video>, <audio>, <input
+// type=image>, <image> or <track> start tag
 // that would load from a tracker of a refused category; the element's
 // content, if any, stays.
 func (rw *tokenRewriter) resource(raw []byte) {

@@ -346,9 +346,21 @@ func neutralIframe(attrs []attr, src string, c Classification) (tag, embed []byt
 	return b.Bytes(), embed
 }
 
+// scriptSource returns where a script loads from: src, or for a script
+// inside SVG (which the rewriter does not tell apart) href or xlink:href.
+func scriptSource(value func(string) (string, bool)) (string, bool) {
+	for _, k := range []string{"src", "href", "xlink:href"} {
+		if v, ok := value(k); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
 // resourceAttrs are the attributes of <img>, <source>, <link>, <embed>,
-// <object>, <video> and <audio> that load from a URL.
-var resourceAttrs = []string{"src", "srcset", "href", "data", "poster"}
+// <object>, <video>, <audio>, <input type=image>, <image> (an <img> in
+// HTML, an image in SVG) and <track> that load from a URL.
+var resourceAttrs = []string{"src", "srcset", "href", "xlink:href", "data", "poster"}
 
 // refusedResource reports whether a value of one of resourceAttrs loads
 // from a tracker of a refused category.

@@ -504,3 +504,23 @@ func rewriteReferenceString(t *testing.T, p Policy, in string) string {
 	}
 	return out.String()
 }
+
+// TestMoreElementsThatLoad: image inputs, <image> (an <img> in HTML, an
+// image in SVG), <track>, and SVG scripts (href, xlink:href) load from a
+// URL too.
+func TestMoreElementsThatLoad(t *testing.T) {
+	out, st := rewrite(t, `<form><input type="text" name="q"><input type="image" src="https://www.facebook.com/tr?id=1" alt="go"></form>`+
+		`<image src="https://www.facebook.com/tr?id=2"><svg><image href="https://www.facebook.com/tr?id=3"/><image xlink:href="//www.facebook.com/tr?id=4"/>`+
+		`<script href="https://www.googletagmanager.com/gtag/js"></script></svg><video><track src="https://www.youtube.com/t.vtt"></video><p>end</p>`)
+	for _, gone := range []string{"tr?id=1", "tr?id=2", "tr?id=3", "tr?id=4", "t.vtt"} {
+		if strings.Contains(out, gone) {
+			t.Errorf("%s kept: %s", gone, out)
+		}
+	}
+	if !strings.Contains(out, `<input type="text" name="q">`) || !strings.Contains(out, `<script type="text/plain" data-consent="analytics" href="https://www.googletagmanager.com/gtag/js">`) || !strings.Contains(out, "<p>end</p>") {
+		t.Errorf("form field, SVG script or text wrong: %s", out)
+	}
+	if st.Images != 5 || st.Scripts != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}

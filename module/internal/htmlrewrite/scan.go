@@ -27,6 +27,9 @@ const (
 	elemObject
 	elemVideo
 	elemAudio
+	elemInput // <input type=image src>
+	elemImage // <image>: <img> in HTML, an image in SVG
+	elemTrack
 	// The other elements whose content the tokenizer reads as raw text.
 	elemStyle
 	elemTextarea
@@ -46,7 +49,7 @@ var elemNames = [numElems]string{
 	elemLink: "link", elemEmbed: "embed", elemObject: "object", elemVideo: "video",
 	elemAudio: "audio", elemStyle: "style", elemTextarea: "textarea", elemTitle: "title",
 	elemXmp: "xmp", elemNoembed: "noembed", elemNoframes: "noframes", elemPlaintext: "plaintext",
-	elemBase: "base",
+	elemBase: "base", elemInput: "input", elemImage: "image", elemTrack: "track",
 }
 
 // elemLens holds, by a name's first byte, a bit for the length of each
@@ -106,8 +109,15 @@ func lookupElem(name []byte) elem {
 			e = elemHead
 		}
 	case 'i':
-		e = elemImg
-		if len(name) == 6 {
+		switch len(name) {
+		case 3:
+			e = elemImg
+		case 5:
+			e = elemInput
+			if name[1]|0x20 == 'm' {
+				e = elemImage
+			}
+		case 6:
 			e = elemIframe
 		}
 	case 'l':
@@ -136,8 +146,11 @@ func lookupElem(name []byte) elem {
 		}
 	case 't':
 		e = elemTitle
-		if len(name) == 8 {
+		switch {
+		case len(name) == 8:
 			e = elemTextarea
+		case name[1]|0x20 == 'r':
+			e = elemTrack
 		}
 	case 'v':
 		e = elemVideo
@@ -156,7 +169,7 @@ func (e elem) attrsMatter() bool {
 	return e == elemHTML || e == elemScript || e == elemIframe || e == elemBase || e.resource()
 }
 
-func (e elem) resource() bool { return elemImg <= e && e <= elemAudio }
+func (e elem) resource() bool { return elemImg <= e && e <= elemTrack }
 
 // Where the scanner is: what the input not yet consumed starts with.
 type mode uint8
@@ -593,7 +606,7 @@ func (rw *rewriter) startScript(b []byte, tok, end int) int {
 	var known bool
 	if marked {
 		c, known = Classification{Category: consent}, true
-	} else if src, ok := ta.value("src"); ok {
+	} else if src, ok := scriptSource(ta.value); ok {
 		c, known = rw.res.classify(src)
 	}
 	selfClosing := ta.selfClosing()
@@ -677,8 +690,8 @@ func (rw *rewriter) startIframe(b []byte, tok, end int) {
 }
 
 // startResource drops an <img> (a tracking pixel), <source>, <link>
-// (preload, prefetch, stylesheet…), <embed>, <object>, <video> or <audio>
-// start tag that would load from a tracker of a refused category; the
+// (preload, prefetch, stylesheet…), <embed>, <object>, <video>, <audio>,
+// <input type=image>, <image> or <track> start tag that would load from a tracker of a refused category; the
 // element's content, if any, stays.
 func (rw *rewriter) startResource(b []byte, tok, end int) {
 	t := b[tok:end]
