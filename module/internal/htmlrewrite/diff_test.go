@@ -229,6 +229,7 @@ func trickySeeds() [][]byte {
 		`<noscript><base href="//m/"></noscript><img src="x.gif"><base href="/a/"><base href="//m/"><img src="y.gif" alt=p>`,
 		`<script src="ht&#9;tps://www.googletag&#10;manager%2Ecom/gtag/js"></script><img src="https:\\\m.x/p"><img src="https:/m/p">`,
 		`<img src="/&Tab;/m/p"><img src="https:m/p"><img src="data:image/gif;base64,R0lGOD"><script src="javascript:ga()"></script>`,
+		`<iframe srcdoc="&lt;script src=//a/x&gt;&lt;/script&gt;&lt;img src=//m/p&gt;"></iframe><iframe src=//n/ srcdoc='<script>fb()</script>' x=1/>`,
 		`<input type=image src=//m/p><input name=q><image src=//m/i><svg><image xlink:href=//m/x /><script href=//a/s></script></svg><track src=//m/t>`,
 	} {
 		out = append(out, []byte(s))
@@ -265,7 +266,7 @@ var markupWords = strings.Fields(`< > </ / = " ' - -- --> --!> <!-- <! <? ! <!->
 	<video <audio <object <embed <style> </style> <title> </title> <textarea> </textarea> <xmp> <plaintext> <noembed> </noframes
 	<html <head> </head> <body> <body <p> <div a src= srcset= href= data= poster= data-consent= type= lang=
 	<base <BASE base x.js p.gif https:m/p /&Tab;/m/p %2E m%2Ex data:x javascript:x
-	<input <INPUT <image <track <svg> </svg> xlink:href= type=image
+	<input <INPUT <image <track <svg> </svg> xlink:href= type=image srcdoc= srcdoc="&lt;script&gt;fb()&lt;/script&gt;" srcdoc=&lt;img&#32;src=//m/p&gt;
 	//a/x //m/y //n/z https://www.youtube.com/embed/v https:\\a\x https:&#x2f;&#x2f;a/x https:&sol;&sol;m analytics marketing
 	necessary text/plain module text/javascript application/json fb() ga() x 1x, 2x &amp; &#0; &lt; &nbsp; &ampx &eacute = ;`)
 

@@ -260,15 +260,19 @@ func (rw *tokenRewriter) writeToken(tt html.TokenType) {
 func (rw *tokenRewriter) iframe(raw []byte) {
 	attrs := readAttrs(rw.z)
 	src, ok := get(attrs, "src")
-	if !ok {
-		rw.write(raw)
-		return
-	}
-	c, known := rw.res.classify(src)
-	if consent, marked := get(attrs, "data-consent"); marked {
-		c.Category, known = consent, true
+	var c Classification
+	var known bool
+	if ok {
+		c, known = rw.res.classify(src)
+		if consent, marked := get(attrs, "data-consent"); marked {
+			c.Category, known = consent, true
+		}
 	}
 	if !known || !refused(rw.p, c.Category) {
+		// srcdoc, when there is one, is what the frame shows.
+		if tag := withSrcdoc(attrs, rw.res, &rw.stats); tag != nil {
+			raw = tag
+		}
 		rw.write(raw)
 		return
 	}

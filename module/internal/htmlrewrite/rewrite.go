@@ -357,6 +357,36 @@ func scriptSource(value func(string) (string, bool)) (string, bool) {
 	return "", false
 }
 
+// withSrcdoc returns an iframe's start tag with its srcdoc — a document of
+// its own, run in the page's origin — rewritten by the page's rules, as
+// the content of a <noscript> is (no banner, nothing injected), adding
+// what it held back to st; nil when that changes nothing.
+func withSrcdoc(attrs []attr, res resolver, st *Stats) []byte {
+	doc, ok := get(attrs, "srcdoc")
+	if !ok || !strings.Contains(doc, "<") {
+		return nil
+	}
+	var out bytes.Buffer
+	c := rewriter{w: &out, p: res.p, nested: true, injected: true, res: res}
+	c.feed([]byte(doc), true)
+	if c.err != nil || c.stats == (Stats{}) {
+		return nil
+	}
+	st.Scripts += c.stats.Scripts
+	st.Iframes += c.stats.Iframes
+	st.Images += c.stats.Images
+	var b bytes.Buffer
+	b.WriteString("<iframe")
+	for _, a := range attrs {
+		if a.key == "srcdoc" {
+			a.val = out.String()
+		}
+		writeAttrs(&b, []attr{a})
+	}
+	b.WriteByte('>')
+	return b.Bytes()
+}
+
 // resourceAttrs are the attributes of <img>, <source>, <link>, <embed>,
 // <object>, <video>, <audio>, <input type=image>, <image> (an <img> in
 // HTML, an image in SVG) and <track> that load from a URL.

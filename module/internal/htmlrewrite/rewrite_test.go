@@ -524,3 +524,29 @@ func TestMoreElementsThatLoad(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestIframeSrcdoc: an iframe's srcdoc is a document run in the page's
+// origin; its trackers are held back like the page's own, and a srcdoc
+// without any passes untouched.
+func TestIframeSrcdoc(t *testing.T) {
+	in := `<iframe srcdoc="&lt;p&gt;hi&lt;/p&gt;&lt;script src=&quot;https://www.googletagmanager.com/gtag/js&quot;&gt;&lt;/script&gt;&lt;img src=https://www.facebook.com/tr?id=1&gt;" title="t"></iframe>` +
+		`<iframe src="/local" srcdoc='<script>fbq("init")</script>'></iframe>` +
+		`<iframe srcdoc="<p>plain &amp; simple</p>"></iframe>`
+	out, st := rewrite(t, in)
+	if strings.Contains(out, "tr?id=1") || strings.Contains(out, `&lt;script src=&#34;https://www.googletagmanager.com`) ||
+		!strings.Contains(out, `data-cg-src=&#34;https://www.googletagmanager.com/gtag/js&#34;`) || !strings.Contains(out, `title="t"`) {
+		t.Errorf("srcdoc trackers kept: %s", out)
+	}
+	if !strings.Contains(out, `srcdoc="&lt;script type=&#34;text/plain&#34; data-consent=&#34;marketing&#34;&gt;fbq(&#34;init&#34;)&lt;/script&gt;"`) {
+		t.Errorf("inline pixel code in srcdoc kept: %s", out)
+	}
+	if !strings.Contains(out, `<iframe srcdoc="<p>plain &amp; simple</p>"></iframe>`) {
+		t.Errorf("srcdoc without trackers changed: %s", out)
+	}
+	if st.Scripts != 2 || st.Images != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if want := rewriteReferenceString(t, testPolicy{granted: map[string]bool{"necessary": true}}, in); out != want {
+		t.Errorf("scanner and reference differ:\n%s\n%s", out, want)
+	}
+}

@@ -674,6 +674,11 @@ func (rw *rewriter) startIframe(b []byte, tok, end int) {
 	ta := rw.attrs(b[tok:end])
 	src, ok := ta.value("src")
 	if !ok {
+		if _, ok := ta.value("srcdoc"); ok {
+			if tag := withSrcdoc(ta.list(), rw.res, &rw.stats); tag != nil {
+				rw.replace(b, tok, end, tag)
+			}
+		}
 		return
 	}
 	c, known := rw.res.classify(src)
@@ -681,6 +686,12 @@ func (rw *rewriter) startIframe(b []byte, tok, end int) {
 		c.Category, known = consent, true
 	}
 	if !known || !refused(rw.p, c.Category) {
+		// srcdoc, when there is one, is what the frame shows.
+		if _, ok := ta.value("srcdoc"); ok {
+			if tag := withSrcdoc(ta.list(), rw.res, &rw.stats); tag != nil {
+				rw.replace(b, tok, end, tag)
+			}
+		}
 		return
 	}
 	rw.stats.Iframes++
