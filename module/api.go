@@ -487,16 +487,7 @@ func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request, d *Decision, 
 // browser sent that granted no longer allows, on the host and on its
 // registrable domain (trackers usually set their cookies there).
 func (h *Handler) expiredCookies(r *http.Request, granted policy.Set) []string {
-	host := r.Host
-	if hst, _, err := net.SplitHostPort(host); err == nil {
-		host = hst
-	}
-	var domain string
-	if net.ParseIP(host) == nil {
-		if d, err := publicsuffix.EffectiveTLDPlusOne(host); err == nil {
-			domain = d
-		}
-	}
+	domain := cookieDomain(r)
 	var out []string
 	seen := map[string]bool{}
 	for _, line := range r.Header["Cookie"] {
@@ -510,11 +501,32 @@ func (h *Handler) expiredCookies(r *http.Request, granted policy.Set) []string {
 			if ok, _ := h.allowed(name, granted); ok {
 				continue
 			}
-			out = append(out, name+"=; Path=/; Max-Age=0")
-			if domain != "" {
-				out = append(out, name+"=; Path=/; Domain="+domain+"; Max-Age=0")
-			}
+			out = appendExpired(out, name, domain)
 		}
+	}
+	return out
+}
+
+// cookieDomain is the registrable domain of the request's host, where
+// trackers usually set their cookies; "" for an IP address.
+func cookieDomain(r *http.Request) string {
+	host := r.Host
+	if hst, _, err := net.SplitHostPort(host); err == nil {
+		host = hst
+	}
+	if net.ParseIP(host) != nil {
+		return ""
+	}
+	d, _ := publicsuffix.EffectiveTLDPlusOne(host)
+	return d
+}
+
+// appendExpired appends the Set-Cookie values that delete the cookie name
+// on the host and on domain.
+func appendExpired(out []string, name, domain string) []string {
+	out = append(out, name+"=; Path=/; Max-Age=0")
+	if domain != "" {
+		out = append(out, name+"=; Path=/; Domain="+domain+"; Max-Age=0")
 	}
 	return out
 }

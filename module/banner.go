@@ -522,6 +522,11 @@ func (p htmlPolicy) DocumentURL() string {
 // rewriter runs in a goroutine of its own and is fed through a pipe.
 // Either way nothing is buffered beyond one token.
 type htmlStream struct {
+	// mu is held by whoever writes to the client: the handler's calls
+	// and the flush timer (htmlWriter), or the rewriter goroutine. The
+	// handler's Header calls take it too (responseWriter.Header), so
+	// that no write to the client's writer races with them.
+	mu sync.Mutex
 	// pw takes the body the handler writes; closing it ends the body.
 	pw interface {
 		io.Writer
@@ -571,8 +576,6 @@ type htmlWriter struct {
 	// for the first bytes of body.
 	out deferredHeader
 
-	// mu serialises the handler's calls and the timer's flush.
-	mu      sync.Mutex
 	timer   *time.Timer
 	pending bool  // the timer is set for output in bw
 	err     error // the first error writing, or the rewriter's panic
@@ -606,8 +609,8 @@ func (d *deferredHeader) send() {
 const flushDelay = 2 * time.Millisecond
 
 func (w *htmlWriter) Write(p []byte) (n int, err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
 	switch {
 	case w.err != nil:
 		return 0, w.err
@@ -639,22 +642,25 @@ func (w *htmlWriter) recover(err *error) {
 	}
 }
 
-// timedFlush sends what has waited flushDelay in bw.
+// timedFlush sends what has waited flushDelay in bw — once the header
+// has gone: the header is written in the handler's goroutine only (the
+// first bytes of a page whose upstream stalls before then wait for more,
+// for the end, or for a flush).
 func (w *htmlWriter) timedFlush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
 	var err error
 	defer w.recover(&err)
 	w.pending = false
-	if !w.done && w.err == nil {
+	if !w.done && w.err == nil && w.out.sent {
 		w.err = w.bw.Flush()
 	}
 }
 
 // flush is the handler's flush: bw, then the client's connection.
 func (w *htmlWriter) flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
 	if w.done || w.err != nil {
 		return
 	}
@@ -670,8 +676,8 @@ func (w *htmlWriter) Close() error { return w.CloseWithError(nil) }
 // of it is rewritten as its end and sent. done receives the first error
 // writing, or else cause.
 func (w *htmlWriter) CloseWithError(cause error) (err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
 	if w.done {
 		return nil
 	}
@@ -700,7 +706,7 @@ func (w *htmlWriter) CloseWithError(cause error) (err error) {
 				break
 			}
 			if !w.out.sent {
-				w.rw.Header().Set("Content-Length", strconv.Itoa(w.bw.Buffered()))
+				w.rw.ResponseWriter.Header().Set("Content-Length", strconv.Itoa(w.bw.Buffered()))
 				w.out.send()
 			}
 			w.err = w.bw.Flush()
@@ -727,9 +733,23 @@ func (f *flushingReader) Read(p []byte) (int, error) {
 		}
 	}
 	if f.s.flush.Swap(false) {
+		f.s.mu.Lock()
 		_ = http.NewResponseController(f.out).Flush()
+		f.s.mu.Unlock()
 	}
 	return f.r.Read(p)
+}
+
+// lockedWriter writes to the client's writer under the stream's lock.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // shouldRewrite reports whether a response is an HTML page the handler
@@ -815,6 +835,17 @@ func (rw *responseWriter) startHTML(status int) (deferred bool) {
 	hdr.Del("Last-Modified")
 	hdr.Set("Cache-Control", "private, no-cache")
 	hdr.Add("Vary", "Cookie")
+	// Cookies of refused categories that the browser still holds (set by
+	// a script before, or outside, the gateway's reach) are expired with
+	// the page.
+	if len(rw.refused) > 0 {
+		domain := cookieDomain(rw.r)
+		for _, name := range rw.refused {
+			for _, c := range appendExpired(nil, name, domain) {
+				hdr.Add("Set-Cookie", c)
+			}
+		}
+	}
 	switch rw.h.CSP {
 	case "enforce":
 		hdr.Add("Content-Security-Policy", rw.h.contentSecurityPolicy(rw.d))
@@ -841,7 +872,7 @@ func (rw *responseWriter) startHTML(status int) (deferred bool) {
 		s.pw, s.flush.now = w, w
 		return true
 	}
-	bw.Reset(out)
+	bw.Reset(lockedWriter{&s.mu, out})
 	pr, pw := io.Pipe()
 	s.pw = pw
 	go func() {

@@ -582,6 +582,103 @@ http://127.0.0.1:{{PORT}} {
 	}
 }
 
+// TestHTMLSlowUpstream: pages whose upstream pauses mid-body (so that the
+// flush timer fires while reverse_proxy still copies) arrive whole and
+// rewritten, plain or gzip, with a Content-Length or without, small or
+// past the 64 KiB buffer; under -race this checks that nothing writes to
+// the client beside the handler's goroutine unsynchronised.
+func TestHTMLSlowUpstream(t *testing.T) {
+	big := strings.Repeat(`<p class="x">filler text</p>`, 3000) // ~84 KiB
+	page := func(fill string) string {
+		return `<!doctype html><html><head><title>slow</title>` +
+			`<script async src="https://www.googletagmanager.com/gtag/js?id=G-S"></script></head><body>` + fill + `<p>the end</p></body></html>`
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := page("")
+		if r.URL.Query().Has("big") {
+			body = page(big)
+		}
+		w.Header().Set("Content-Type", "text/html")
+		out := io.Writer(w)
+		var zw *gzip.Writer
+		if r.URL.Query().Has("gz") {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw = gzip.NewWriter(w)
+			out = zw
+		} else if r.URL.Query().Has("len") {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		half := len(body) * 3 / 4
+		io.WriteString(out, body[:half])
+		if zw != nil {
+			zw.Flush()
+		}
+		w.(http.Flusher).Flush()
+		pause := 15 * time.Millisecond
+		if d, err := time.ParseDuration(r.URL.Query().Get("pause")); err == nil {
+			pause = d
+		}
+		time.Sleep(pause)
+		io.WriteString(out, body[half:])
+		if zw != nil {
+			zw.Close()
+		}
+	}))
+	t.Cleanup(up.Close)
+	g := startGateway(t, globalOpts+`
+http://127.0.0.1:{{PORT}} {
+	consent
+	reverse_proxy {{UPSTREAM}}
+}
+`, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""})
+	c := newClient(t)
+	queries := []string{"len", "len&big", "", "big", "gz", "gz&big"}
+	// Pauses around the flush timer's delay, so that it fires now before,
+	// now after reverse_proxy's last write.
+	for i := range 40 {
+		queries = append(queries, fmt.Sprintf("len&pause=%dus", 1000+i*75))
+	}
+	for _, q := range queries {
+		r := c.get(g.url("/?"+q), "Accept", "text/html")
+		if r.status != 200 || !strings.HasSuffix(r.body, "<p>the end</p></body></html>") || !strings.Contains(r.body, `data-cg-src="https://www.googletagmanager.com/gtag/js?id=G-S"`) {
+			t.Errorf("?%s: %d, %d bytes, not whole or not rewritten", q, r.status, len(r.body))
+		}
+		if cl := r.header.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(r.body)) {
+			t.Errorf("?%s: Content-Length %s for %d bytes", q, cl, len(r.body))
+		}
+	}
+}
+
+// TestPageExpiresRefusedCookies: cookies of refused categories that the
+// browser still holds (set by a script, or before the gateway was put in
+// front) are stripped from the request and expired by the next page; a
+// non-HTML answer leaves the jar alone, and allowed cookies stay.
+func TestPageExpiresRefusedCookies(t *testing.T) {
+	g := startHTML(t, "en", "")
+	c := newClient(t)
+	jar := "_ga=GA1.1.1.1; _fbp=fb.1.1; session=abc"
+	page := c.get(g.url("/"), "Accept", "text/html", "Cookie", jar)
+	got := strings.Join(page.header.Values("Set-Cookie"), "\n")
+	for _, want := range []string{"_ga=; Path=/; Max-Age=0", "_fbp=; Path=/; Max-Age=0"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("page does not expire %q: %s", want, got)
+		}
+	}
+	if strings.Contains(got, "session=;") {
+		t.Errorf("page expires a necessary cookie: %s", got)
+	}
+	if data := c.get(g.url("/data.json"), "Cookie", jar); strings.Contains(strings.Join(data.header.Values("Set-Cookie"), "\n"), "Max-Age=0") {
+		t.Errorf("non-HTML answer expires cookies: %v", data.header.Values("Set-Cookie"))
+	}
+	// Once analytics is granted, _ga stays.
+	c.postJSON(g.url("/_consent/state"), `{"granted":["analytics"]}`)
+	page = c.get(g.url("/"), "Accept", "text/html", "Cookie", "_ga=GA1.1.1.1; _fbp=fb.1.1")
+	got = strings.Join(page.header.Values("Set-Cookie"), "\n")
+	if strings.Contains(got, "_ga=;") || !strings.Contains(got, "_fbp=; Path=/; Max-Age=0") {
+		t.Errorf("after granting analytics: %s", got)
+	}
+}
+
 // TestBannerDecidedConfig: a visitor who has decided gets only what
 // reopens the settings; the full config comes from a cacheable endpoint
 // without visitor data.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -431,7 +432,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveAPI(w, r, d)
 	}
 
-	h.filterRequestCookies(r, d)
+	refusedCookies := h.filterRequestCookies(r, d)
 	if r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
 		// Pages must come back readable to be rewritten: ask for identity.
 		// And whole: a 304 would let the browser reuse a page rewritten
@@ -444,7 +445,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// Like the consent cookie, the app's token is the gateway's alone.
 	r.Header.Del(TokenHeader)
 	rw := &st.writer
-	*rw = responseWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, d: d, r: r}
+	*rw = responseWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, d: d, r: r, refused: refusedCookies}
 	if d.gpcRevoked {
 		h.recordSignal(r, d, rw, appToken)
 	}
@@ -744,10 +745,10 @@ func (u *unknownCookies) firstSight(name string) bool {
 // filterRequestCookies removes cookies the visitor has not granted (and
 // the consent cookie itself) before any later handler or upstream sees
 // them. The header is rebuilt only when something is removed.
-func (h *Handler) filterRequestCookies(r *http.Request, d *Decision) {
+func (h *Handler) filterRequestCookies(r *http.Request, d *Decision) (removed []string) {
 	lines := r.Header["Cookie"]
 	if len(lines) == 0 {
-		return
+		return nil
 	}
 	var keptBuf [32]string
 	kept := keptBuf[:0]
@@ -766,6 +767,9 @@ func (h *Handler) filterRequestCookies(r *http.Request, d *Decision) {
 				}
 				if category != "consent" { // our own cookie stays at the edge
 					h.app.enforced(d.SiteID, "cookie_removed", category, 1)
+					if validCookieName(p.Name) && !slices.Contains(removed, p.Name) {
+						removed = append(removed, p.Name)
+					}
 				}
 				continue
 			}
@@ -773,15 +777,16 @@ func (h *Handler) filterRequestCookies(r *http.Request, d *Decision) {
 		}
 	}
 	if !changed {
-		return
+		return removed
 	}
 	if len(kept) == 0 {
 		r.Header.Del("Cookie")
-		return
+		return removed
 	}
 	// Reuse the header's own slice: it belongs to this request.
 	lines[0] = strings.Join(kept, "; ")
 	r.Header["Cookie"] = lines[:1]
+	return removed
 }
 
 // filterSetCookies drops Set-Cookie headers of categories not granted.
@@ -844,11 +849,14 @@ func (d *Decision) placeholder(key string) (any, bool) {
 // responseWriter filters Set-Cookie headers before they are written.
 type responseWriter struct {
 	caddyhttp.ResponseWriterWrapper
-	h           *Handler
-	d           *Decision
-	r           *http.Request
-	html        *htmlStream // set while an HTML body is being rewritten
-	extra       []string
+	h     *Handler
+	d     *Decision
+	r     *http.Request
+	html  *htmlStream // set while an HTML body is being rewritten
+	extra []string
+	// refused are the names of the cookies the request carried that the
+	// visitor's choice does not allow: a page answer expires them.
+	refused     []string
 	wroteHeader bool
 }
 
@@ -868,6 +876,17 @@ func (rw *responseWriter) WriteHeader(status int) {
 		}
 	}
 	rw.ResponseWriter.WriteHeader(status)
+}
+
+// Header is the client writer's header, read under the rewriter's lock
+// while a page is rewritten: the rewriter may be writing to the client
+// from another goroutine (the flush timer, or the decoding goroutine).
+func (rw *responseWriter) Header() http.Header {
+	if s := rw.html; s != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
+	return rw.ResponseWriter.Header()
 }
 
 func (rw *responseWriter) Write(p []byte) (int, error) {
