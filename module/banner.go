@@ -506,6 +506,17 @@ func (p htmlPolicy) Inject(lang string) []byte {
 
 func (p htmlPolicy) InjectEarly() []byte { return p.early }
 
+// InjectUnderBase is Inject on a page whose <base href> is base: when
+// that is another host, the banner's URLs (its files, its API, the config
+// and settings pages) name the gateway's host, or they would go there.
+func (p htmlPolicy) InjectUnderBase(lang, base string) []byte {
+	b := p.Inject(lang)
+	if u, err := url.Parse(base); err == nil && strings.EqualFold(u.Host, p.r.Host) {
+		return b
+	}
+	return bytes.ReplaceAll(b, []byte(`"`+p.h.APIPrefix), []byte(`"//`+p.r.Host+p.h.APIPrefix))
+}
+
 // DocumentURL is the page's URL as the browser asked for it, against
 // which the rewriter resolves relative URLs and <base href>.
 func (p htmlPolicy) DocumentURL() string {

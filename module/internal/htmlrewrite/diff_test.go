@@ -50,6 +50,10 @@ type documentedPolicy struct {
 
 func (p documentedPolicy) DocumentURL() string { return p.doc }
 
+func (p documentedPolicy) InjectUnderBase(lang, base string) []byte {
+	return []byte("<!--CG:" + lang + " under " + base + "-->")
+}
+
 // diffPolicies refuse everything, grant everything (both with early
 // markup), and grant analytics only (without), the last on a page whose
 // URL the rewriter knows.

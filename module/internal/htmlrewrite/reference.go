@@ -50,7 +50,7 @@ func (rw *tokenRewriter) inject() {
 	rw.injected = true
 	rw.stats.Injected = true
 	rw.injectEarly()
-	rw.write(rw.p.Inject(rw.lang))
+	rw.write(rw.res.injection(rw.lang))
 }
 
 // injectEarly writes the early markup if it is still due.

@@ -494,6 +494,15 @@ func TestBaseHref(t *testing.T) {
 	if got, want := rewriteWith(`<base href="https://www.youtube.com/"><script src="x.js"></script>`), rewriteReferenceString(t, p, `<base href="https://www.youtube.com/"><script src="x.js"></script>`); got != want {
 		t.Errorf("scanner and reference differ:\n%s\n%s", got, want)
 	}
+	// The injection is told about the base (here: documentedPolicy).
+	var out2 bytes.Buffer
+	dp := documentedPolicy{fuzzPolicy{testPolicy{granted: map[string]bool{"necessary": true}}}, "https://shop.example/"}
+	if _, err := Rewrite(&out2, strings.NewReader(`<html><head><base href="sub/"></head><body></body></html>`), dp); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out2.String(), `<!--CG: under https://shop.example/sub/-->`) {
+		t.Errorf("injection not told about the base: %s", out2.String())
+	}
 }
 
 func rewriteReferenceString(t *testing.T, p Policy, in string) string {

@@ -262,7 +262,7 @@ func (rw *rewriter) inject(b []byte, at int) {
 	rw.injected = true
 	rw.stats.Injected = true
 	rw.replace(b, at, at, rw.takeEarly())
-	rw.write(rw.p.Inject(rw.lang))
+	rw.write(rw.res.injection(rw.lang))
 }
 
 // injectEarly inserts the early markup at b[at] if it is still due.

@@ -13,6 +13,23 @@ type DocumentURLer interface {
 	DocumentURL() string
 }
 
+// BaseInjector is a Policy whose markup must change when the page has a
+// <base href>: relative URLs in it (the banner's own files and API) would
+// follow the base to another origin. The rewriter calls InjectUnderBase
+// instead of Inject once the page's first <base href> has been seen; base
+// is that URL, resolved.
+type BaseInjector interface {
+	InjectUnderBase(lang, base string) []byte
+}
+
+// injection is the policy's markup for the page at this point.
+func (r *resolver) injection(lang string) []byte {
+	if b, ok := r.p.(BaseInjector); ok && r.baseSeen {
+		return b.InjectUnderBase(lang, r.base)
+	}
+	return r.p.Inject(lang)
+}
+
 // resolver finds the host and path a browser loads an attribute's URL
 // from. Browsers parse URLs by the WHATWG URL standard, not RFC 3986: they
 // drop tabs and newlines anywhere, read backslashes as slashes, skip any
