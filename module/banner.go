@@ -506,25 +506,30 @@ func (p htmlPolicy) Inject(lang string) []byte {
 
 func (p htmlPolicy) InjectEarly() []byte { return p.early }
 
-// InjectUnderBase is Inject on a page whose <base href> is base: when
-// that is another host, the banner's URLs (its files, its API, the config
-// and settings pages) name the gateway's host, or they would go there.
+// InjectUnderBase is Inject on a page whose <base href> is base: unless
+// that is this very origin, the banner's URLs (its files, its API, the
+// config and settings pages) are made absolute, or they would follow the
+// base elsewhere (even "//host/…" takes the base's scheme).
 func (p htmlPolicy) InjectUnderBase(lang, base string) []byte {
 	b := p.Inject(lang)
-	if u, err := url.Parse(base); err == nil && strings.EqualFold(u.Host, p.r.Host) {
+	origin := p.origin()
+	if strings.HasPrefix(base, origin+"/") {
 		return b
 	}
-	return bytes.ReplaceAll(b, []byte(`"`+p.h.APIPrefix), []byte(`"//`+p.r.Host+p.h.APIPrefix))
+	return bytes.ReplaceAll(b, []byte(`"`+p.h.APIPrefix), []byte(`"`+origin+p.h.APIPrefix))
 }
 
 // DocumentURL is the page's URL as the browser asked for it, against
 // which the rewriter resolves relative URLs and <base href>.
-func (p htmlPolicy) DocumentURL() string {
-	scheme := "http"
+func (p htmlPolicy) DocumentURL() string { return p.origin() + p.r.URL.EscapedPath() }
+
+// origin is the page's scheme and host: the gateway is the edge, so the
+// connection tells the scheme.
+func (p htmlPolicy) origin() string {
 	if p.r.TLS != nil {
-		scheme = "https"
+		return "https://" + strings.ToLower(p.r.Host)
 	}
-	return scheme + "://" + p.r.Host + p.r.URL.EscapedPath()
+	return "http://" + strings.ToLower(p.r.Host)
 }
 
 // htmlStream rewrites a response body on its way to the client. A body
