@@ -547,6 +547,18 @@ http://127.0.0.1:{{PORT}} {
 	}
 }
 
+// consentProxy starts a gateway with a bare consent handler in front of
+// up, and closes up with the test.
+func consentProxy(t *testing.T, up *httptest.Server) *gateway {
+	t.Cleanup(up.Close)
+	return startGateway(t, globalOpts+`
+http://127.0.0.1:{{PORT}} {
+	consent
+	reverse_proxy {{UPSTREAM}}
+}
+`, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""})
+}
+
 // TestHTMLBrokenBodyNeverLooksWhole: an upstream page that breaks off
 // is never delivered as a complete page: reverse_proxy flushes what it
 // has before aborting (so the client sees the partial response), and the
@@ -564,13 +576,7 @@ func TestHTMLBrokenBodyNeverLooksWhole(t *testing.T) {
 			conn.Close()
 		}
 	}))
-	t.Cleanup(up.Close)
-	g := startGateway(t, globalOpts+`
-http://127.0.0.1:{{PORT}} {
-	consent
-	reverse_proxy {{UPSTREAM}}
-}
-`, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""})
+	g := consentProxy(t, up)
 	req, _ := http.NewRequest(http.MethodGet, g.url("/"), nil)
 	req.Header.Set("Accept", "text/html")
 	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
@@ -629,13 +635,7 @@ func TestHTMLSlowUpstream(t *testing.T) {
 			zw.Close()
 		}
 	}))
-	t.Cleanup(up.Close)
-	g := startGateway(t, globalOpts+`
-http://127.0.0.1:{{PORT}} {
-	consent
-	reverse_proxy {{UPSTREAM}}
-}
-`, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""})
+	g := consentProxy(t, up)
 	c := newClient(t)
 	queries := []string{"len", "len&big", "", "big", "gz", "gz&big"}
 	// Pauses around the flush timer's delay, so that it fires now before,
