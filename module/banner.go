@@ -393,6 +393,17 @@ var consentModeCategories = func() map[string]string {
 // arrays); it defines no gtag, and sets __consentgateGCM so banner.js
 // sends only updates. Categories are granted as banner.js grants them:
 // required ones always, undefined ones never.
+func (h *Handler) consentModeDefaultFor(d *Decision) []byte {
+	// It depends only on the granted set: made once per set (a site has
+	// few), shared read-only by the pages.
+	if v, ok := h.consentModes.Load(d.Granted); ok {
+		return v.([]byte)
+	}
+	b := consentModeDefault(d)
+	h.consentModes.Store(d.Granted, b)
+	return b
+}
+
 func consentModeDefault(d *Decision) []byte {
 	b := make([]byte, 0, 384)
 	b = append(b, `<script>window.dataLayer=window.dataLayer||[];(function(){dataLayer.push(arguments)})('consent','default',{`...)
@@ -638,7 +649,8 @@ func (w *htmlWriter) Write(p []byte) (n int, err error) {
 		w.err = err
 		return 0, err
 	}
-	if w.bw.Buffered() > 0 && !w.pending {
+	// The timer only sends output once the header has gone (timedFlush).
+	if w.out.sent && w.bw.Buffered() > 0 && !w.pending {
 		w.pending = true
 		if w.timer == nil {
 			w.timer = time.AfterFunc(flushDelay, w.timedFlush)
@@ -872,7 +884,7 @@ func (rw *responseWriter) startHTML(status int) (deferred bool) {
 	out := rw.ResponseWriter
 	policy := htmlPolicy{h: rw.h, r: rw.r, d: rw.d}
 	if rw.h.bannerOn() {
-		policy.early = consentModeDefault(rw.d)
+		policy.early = rw.h.consentModeDefaultFor(rw.d)
 	}
 	// Gather the rewriter's output for the client's writer, so the page
 	// leaves in a few large chunks rather than one per token changed or

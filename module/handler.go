@@ -185,6 +185,8 @@ type Handler struct {
 	// unreadable holds the Content-Encodings of HTML pages already
 	// logged as unreadable.
 	unreadable *sync.Map
+	// consentModes caches the Consent Mode default script by granted set.
+	consentModes *sync.Map
 }
 
 // heldCounters are the blocked-cookie counters of this handler, resolved
@@ -353,6 +355,7 @@ func (h *Handler) setup(app *App, logger *zap.Logger) error {
 	h.shownHashes = new(shownCache)
 	h.injections = new(sync.Map)
 	h.unreadable = new(sync.Map)
+	h.consentModes = new(sync.Map)
 	h.gpcDate = h.now().UTC().Format("2006-01-02")
 	if stored, err := h.app.store.PutIfAbsent("gpc/"+h.label, []byte(h.gpcDate)); err == nil {
 		h.gpcDate = string(stored)
