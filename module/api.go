@@ -1,6 +1,7 @@
 package consentgate
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,8 +66,11 @@ func stateOf(d *Decision) State {
 // appendState appends stateOf(d) as json.Marshal encodes it, without
 // reflection or allocation: every rewritten page carries it.
 func appendState(b []byte, d *Decision) []byte {
-	b = append(b, `{"id":`...)
-	b = appendJSONString(b, d.IDString())
+	b = append(b, `{"id":"`...)
+	if d.Decided {
+		b = hex.AppendEncode(b, d.ID[:])
+	}
+	b = append(b, '"')
 	b = append(b, `,"decided":`...)
 	b = strconv.AppendBool(b, d.Decided)
 	b = append(b, `,"granted":[`...)

@@ -232,10 +232,15 @@ func get(attrs []attr, key string) (string, bool) {
 // refused reports whether a data-consent list ("analytics marketing" or
 // "analytics,marketing") names a refused category.
 func refused(p Policy, list string) bool {
-	for _, c := range strings.FieldsFunc(list, func(r rune) bool { return r == ' ' || r == ',' }) {
-		if p.Refused(c) {
+	for list != "" {
+		i := strings.IndexAny(list, " ,")
+		if i < 0 {
+			return p.Refused(list)
+		}
+		if i > 0 && p.Refused(list[:i]) {
 			return true
 		}
+		list = list[i+1:]
 	}
 	return false
 }

@@ -559,3 +559,18 @@ func TestIframeSrcdoc(t *testing.T) {
 		t.Errorf("scanner and reference differ:\n%s\n%s", out, want)
 	}
 }
+
+// TestRefusedLists: a data-consent list names categories apart by spaces
+// or commas; any refused one refuses the element.
+func TestRefusedLists(t *testing.T) {
+	p := testPolicy{granted: map[string]bool{"necessary": true, "analytics": true}}
+	for list, want := range map[string]bool{
+		"": false, "analytics": false, "marketing": true, "analytics marketing": true,
+		"analytics,marketing": true, " ,analytics, ,": false, ",,marketing,,": true,
+		"necessary analytics": false, "analytics  ": false, "x": true,
+	} {
+		if got := refused(p, list); got != want {
+			t.Errorf("refused(%q) = %v, want %v", list, got, want)
+		}
+	}
+}
