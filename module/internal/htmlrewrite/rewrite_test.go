@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	whatwg "github.com/nlnwa/whatwg-url/url"
 )
 
 // testPolicy refuses marketing and analytics, knows a few hosts, and
@@ -573,4 +575,37 @@ func TestRefusedLists(t *testing.T) {
 			t.Errorf("refused(%q) = %v, want %v", list, got, want)
 		}
 	}
+}
+
+// FuzzPlainURL checks the fast path of resolver.target against the WHATWG
+// parser it stands in for: whenever plainURL reads a URL, a browser's
+// parse gives the same host and path. Nothing may panic.
+func FuzzPlainURL(f *testing.F) {
+	for _, s := range []string{
+		"https://www.googletagmanager.com/gtag/js?id=G-1", "//m.example/x", "HTTP://A.B.C.:80/p?q#f",
+		"https://user:pw@host:8080/a/../b/./c", "https://[::1]:443/x", "https://0x7f.1/x",
+		"https://a..b/x", "https://a_b.example/", "https://xn--n3h.com/", "http://a:b@c@d/e",
+	} {
+		f.Add(s)
+	}
+	r := resolver{p: docPolicy{testPolicy{}, "https://shop.example/p/"}}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, ok := r.target(s)
+		pu, plain := plainURL(s)
+		if !plain {
+			return
+		}
+		if !ok {
+			t.Fatalf("plainURL read %q but target did not", s)
+		}
+		w, err := whatwg.ParseRef("https://shop.example/p/", s)
+		if err != nil {
+			// A browser would not load it; the fast path may still name
+			// a host (holding back more, never less).
+			return
+		}
+		if want := hostName(w.Hostname()); u.Host != want {
+			t.Fatalf("%q: fast path host %q (net/url %q), browser %q", s, u.Host, pu.Host, want)
+		}
+	})
 }

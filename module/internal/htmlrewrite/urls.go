@@ -172,5 +172,30 @@ func plainURL(s string) (*url.URL, bool) {
 	if err != nil || u.Host == "" {
 		return nil, false
 	}
+	if h := u.Hostname(); !ldhName(h) || endsInNumber(h) {
+		// Anything but a plain domain name goes to the URL standard's
+		// host parser: browsers rewrite IP addresses ("0x7f.1" is
+		// 127.0.0.1) and check other code points.
+		return nil, false
+	}
 	return u, true
+}
+
+// ldhName reports whether host is letters, digits, hyphens and dots only.
+func ldhName(host string) bool {
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; !('a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return host != ""
+}
+
+// endsInNumber is, erring wide, the URL standard's test for a host that
+// is an IPv4 address: its last label (after a final dot) looks like a
+// number (digits, hex digits, "0x", a sign).
+func endsInNumber(host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	return strings.ContainsAny(last, "0123456789") && strings.Trim(last, "0123456789abcdefABCDEFxX+-") == ""
 }
