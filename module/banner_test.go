@@ -559,6 +559,42 @@ http://127.0.0.1:{{PORT}} {
 `, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""})
 }
 
+// TestHTMLUnderEncode: with encode around the consent handler, a
+// rewritten page is compressed (the handler sends its Content-Length,
+// encode replaces it) and decodes to the rewritten page.
+func TestHTMLUnderEncode(t *testing.T) {
+	up := htmlUpstream(t, "en")
+	g := startGateway(t, globalOpts+`
+http://127.0.0.1:{{PORT}} {
+	encode gzip
+	consent
+	reverse_proxy {{UPSTREAM}}
+}
+`, map[string]string{"UPSTREAM": up.Listener.Addr().String(), "GLOBAL": ""})
+	req, _ := http.NewRequest(http.MethodGet, g.url("/"), nil)
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := (&http.Client{Transport: &http.Transport{DisableCompression: true}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), neutralGTM) || !strings.Contains(string(body), `id="consentgate-config"`) || !strings.HasSuffix(strings.TrimSpace(string(body)), "</html>") {
+		t.Errorf("compressed page is not the whole rewritten page:\n%s", body)
+	}
+}
+
 // TestHTMLBrokenBodyNeverLooksWhole: an upstream page that breaks off
 // is never delivered as a complete page: reverse_proxy flushes what it
 // has before aborting (so the client sees the partial response), and the
