@@ -276,11 +276,20 @@ func run(ctx context.Context, o *options) (err error) {
 			}
 		}
 	}
+	caddyPID := child.cmd.Process.Pid
 	for r := 1; r <= o.rounds; r++ {
 		for _, v := range []*variant{plain, consent} {
+			server0, ok0 := processCPU(caddyPID)
+			self0, _ := processCPU(os.Getpid())
 			elapsed := v.measure(ctx, o.duration)
 			if ctx.Err() != nil {
 				return errInterrupted
+			}
+			server1, ok1 := processCPU(caddyPID)
+			self1, _ := processCPU(os.Getpid())
+			if ok0 && ok1 {
+				v.serverCPU += server1 - server0
+				v.selfCPU += self1 - self0
 			}
 			rs := v.addRound(elapsed)
 			rs.Round = r
@@ -295,6 +304,15 @@ func run(ctx context.Context, o *options) (err error) {
 
 	rep.Plain = summarize("plain", plain.hist, &plain.total, plain.elapsed)
 	rep.Consent = summarize("consent", consent.hist, &consent.total, consent.elapsed)
+	for _, x := range []struct {
+		v *variant
+		s *variantStats
+	}{{plain, &rep.Plain}, {consent, &rep.Consent}} {
+		if n := x.v.total.ok; n > 0 && x.v.serverCPU > 0 {
+			x.s.ServerCPUus = float64(x.v.serverCPU.Microseconds()) / float64(n)
+			x.s.LoadgenCPUus = float64(x.v.selfCPU.Microseconds()) / float64(n)
+		}
+	}
 	rep.Comparison = compare(rep.Plain, rep.Consent, throughputTarget(o))
 
 	if o.jsonOut {
@@ -677,6 +695,35 @@ type variant struct {
 	hist    *histogram // all measured rounds
 	total   counters
 	elapsed time.Duration
+	// CPU time used during the measured rounds by Caddy and by this
+	// process (load generator and upstream), where the OS tells.
+	serverCPU, selfCPU time.Duration
+}
+
+// processCPU returns the user+system CPU time a process has used so far,
+// from /proc (Linux); ok is false elsewhere.
+func processCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after its closing parenthesis (state is field 3).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	// Clock ticks: 100 per second on Linux (USER_HZ).
+	return time.Duration(utime+stime) * (time.Second / 100), true
 }
 
 func newVariant(ctx context.Context, name, url string, hdr http.Header, n int) *variant {

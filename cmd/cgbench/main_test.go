@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -298,5 +299,25 @@ func TestThroughputTargetByMode(t *testing.T) {
 		if got := throughputTarget(&tc.o); got != tc.want {
 			t.Errorf("%+v: %v, want %v", tc.o, got, tc.want)
 		}
+	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	before, ok := processCPU(os.Getpid())
+	if !ok {
+		t.Skip("no /proc here")
+	}
+	// Burn a little CPU (more than a clock tick).
+	deadline := time.Now().Add(50 * time.Millisecond)
+	x := 0
+	for time.Now().Before(deadline) {
+		x++
+	}
+	after, ok := processCPU(os.Getpid())
+	if !ok || after <= before || x == 0 {
+		t.Fatalf("CPU %v then %v", before, after)
+	}
+	if _, ok := processCPU(1 << 30); ok {
+		t.Error("a process that does not exist has a CPU time")
 	}
 }

@@ -101,6 +101,12 @@ type variantStats struct {
 	// RPS is successful (200) requests per second of measured time.
 	RPS       float64      `json:"rps"`
 	LatencyUS latencyStats `json:"latency_us"` // of the 200 answers only
+	// ServerCPUus and LoadgenCPUus are the CPU time per successful
+	// request of Caddy and of cgbench itself (load generator and
+	// upstream), where the OS tells; 0 otherwise. Less noisy than
+	// throughput on a shared machine.
+	ServerCPUus  float64 `json:"server_cpu_us_per_request,omitempty"`
+	LoadgenCPUus float64 `json:"loadgen_cpu_us_per_request,omitempty"`
 }
 
 func summarize(name string, h *histogram, c *counters, elapsed time.Duration) variantStats {
@@ -251,6 +257,10 @@ func writeTable(w io.Writer, r *report) error {
 	}
 	b.WriteString("\n")
 
+	if p, c := r.Plain, r.Consent; p.ServerCPUus > 0 && c.ServerCPUus > 0 {
+		fmt.Fprintf(&b, "CPU per request: Caddy %.1f µs plain, %.1f µs consent (%+.1f µs, consent/plain %.2f); cgbench (load generator and upstream) %.1f / %.1f µs\n",
+			p.ServerCPUus, c.ServerCPUus, c.ServerCPUus-p.ServerCPUus, c.ServerCPUus/p.ServerCPUus, p.LoadgenCPUus, c.LoadgenCPUus)
+	}
 	c := r.Comparison
 	if !c.Valid {
 		fmt.Fprintf(&b, "throughput ratio consent/plain = n/a (target >= %.2f)  MISS\n", c.TargetThroughputRatio)
