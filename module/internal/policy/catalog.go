@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"strings"
 )
@@ -359,8 +360,16 @@ func (ix *HostIndex) Lookup(host, path string) *Service {
 }
 
 // InlineIndex finds the service of an inline script by its signatures.
+// Inline scripts can be large (an application inlined whole), so it reads
+// the code once, looking up each 4-byte window in a bit table of the
+// signatures' first four bytes, rather than searching for every signature
+// in turn.
 type InlineIndex struct {
 	sigs []inlineSig
+	// heads has a bit for the hash of the first four bytes of each
+	// signature of four bytes or more; short ones are searched directly.
+	heads [inlineHeadBits / 64]uint64
+	short []int // indexes into sigs of signatures under four bytes
 }
 
 type inlineSig struct {
@@ -368,12 +377,25 @@ type inlineSig struct {
 	service *Service
 }
 
+const inlineHeadBits = 1 << 14
+
+func inlineHead(w uint32) uint32 { return (w * 0x9E3779B1) >> (32 - 14) }
+
 // NewInlineIndex indexes the inline signatures of services.
 func NewInlineIndex(services ...[]Service) *InlineIndex {
 	ix := &InlineIndex{}
 	for _, list := range services {
 		for i := range list {
 			for _, sig := range list[i].Inline {
+				if sig == "" {
+					continue
+				}
+				if len(sig) < 4 {
+					ix.short = append(ix.short, len(ix.sigs))
+				} else {
+					h := inlineHead(binary.LittleEndian.Uint32([]byte(sig)))
+					ix.heads[h/64] |= 1 << (h % 64)
+				}
 				ix.sigs = append(ix.sigs, inlineSig{sig: []byte(sig), service: &list[i]})
 			}
 		}
@@ -381,12 +403,32 @@ func NewInlineIndex(services ...[]Service) *InlineIndex {
 	return ix
 }
 
-// Lookup returns the service whose signature appears in code, or nil.
+// Lookup returns the service of the first signature, in the order the
+// services list them, that appears in code; nil when none does.
 func (ix *InlineIndex) Lookup(code []byte) *Service {
-	for _, s := range ix.sigs {
-		if bytes.Contains(code, s.sig) {
-			return s.service
+	best := len(ix.sigs)
+	for _, i := range ix.short {
+		if i < best && bytes.Contains(code, ix.sigs[i].sig) {
+			best = i
 		}
+	}
+	for p := 0; p+4 <= len(code); p++ {
+		h := inlineHead(binary.LittleEndian.Uint32(code[p:]))
+		if ix.heads[h/64]&(1<<(h%64)) == 0 {
+			continue
+		}
+		for i := 0; i < best; i++ {
+			if s := ix.sigs[i].sig; len(s) >= 4 && bytes.HasPrefix(code[p:], s) {
+				best = i
+				break
+			}
+		}
+		if best == 0 {
+			break
+		}
+	}
+	if best < len(ix.sigs) {
+		return ix.sigs[best].service
 	}
 	return nil
 }

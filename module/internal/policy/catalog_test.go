@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"sync"
@@ -688,6 +690,58 @@ func TestInlineIndex(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("Lookup(%.40q) = %q, want %q", code, got, want)
+		}
+	}
+}
+
+// TestInlineIndexMatchesNaive: the one-pass Lookup answers as searching for
+// every signature in turn does (the first signature in list order that
+// appears wins), on random code made of signature pieces, with short
+// site signatures too.
+func TestInlineIndexMatchesNaive(t *testing.T) {
+	services := [][]Service{{{Name: "site-x", Category: "analytics", Inline: []string{"zq(", "ab"}}}, Catalog()}
+	ix := NewInlineIndex(services...)
+	naive := func(code []byte) *Service {
+		for _, list := range services {
+			for i := range list {
+				for _, sig := range list[i].Inline {
+					if sig != "" && bytes.Contains(code, []byte(sig)) {
+						return &list[i]
+					}
+				}
+			}
+		}
+		return nil
+	}
+	var pieces []string
+	for _, list := range services {
+		for _, s := range list {
+			for _, sig := range s.Inline {
+				pieces = append(pieces, sig, sig[:len(sig)/2], sig[len(sig)/2:])
+			}
+		}
+	}
+	pieces = append(pieces, " ", "x", "window.", "(", "'", "\n", "\x00")
+	rnd := rand.New(rand.NewPCG(5, 6))
+	for range 20000 {
+		var b bytes.Buffer
+		for range rnd.IntN(12) {
+			b.WriteString(pieces[rnd.IntN(len(pieces))])
+		}
+		if got, want := ix.Lookup(b.Bytes()), naive(b.Bytes()); got != want {
+			t.Fatalf("Lookup(%q) = %v, want %v", b.String(), got, want)
+		}
+	}
+}
+
+func BenchmarkInlineLookup(b *testing.B) {
+	ix := NewInlineIndex(Catalog())
+	// An application inlined whole: 100 KB without a signature.
+	code := bytes.Repeat([]byte("function app(x){return x.map(function(y){return y*2+window.location.hash.length;});}\n"), 1200)
+	b.SetBytes(int64(len(code)))
+	for b.Loop() {
+		if ix.Lookup(code) != nil {
+			b.Fatal("found")
 		}
 	}
 }
