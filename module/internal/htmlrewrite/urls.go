@@ -172,10 +172,11 @@ func plainURL(s string) (*url.URL, bool) {
 	if err != nil || u.Host == "" {
 		return nil, false
 	}
-	if h := u.Hostname(); !ldhName(h) || endsInNumber(h) {
+	if h := u.Hostname(); !ldhName(h) || endsInNumber(h) || strings.Contains(strings.ToLower(h), "xn--") {
 		// Anything but a plain domain name goes to the URL standard's
 		// host parser: browsers rewrite IP addresses ("0x7f.1" is
-		// 127.0.0.1) and check other code points.
+		// 127.0.0.1), validate punycode ("xn--") and check other code
+		// points.
 		return nil, false
 	}
 	return u, true
