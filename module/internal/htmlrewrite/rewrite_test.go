@@ -605,7 +605,17 @@ func FuzzPlainURL(f *testing.F) {
 			return
 		}
 		if want := hostName(w.Hostname()); u.Host != want {
-			t.Fatalf("%q: fast path host %q (net/url %q), browser %q", s, u.Host, pu.Host, want)
+			t.Fatalf("%q: fast path host %q (plainURL %q), browser %q", s, u.Host, pu.Host, want)
+		}
+		wantPath := w.Pathname()
+		if p, err := url.PathUnescape(wantPath); err == nil {
+			wantPath = p
+		}
+		if wantPath == "/" && u.Path == "" {
+			wantPath = "" // a browser asks for "/" where the URL has no path
+		}
+		if u.Path != wantPath {
+			t.Fatalf("%q: fast path path %q, browser %q", s, u.Path, wantPath)
 		}
 	})
 }

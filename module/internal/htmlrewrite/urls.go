@@ -81,6 +81,12 @@ func (r *resolver) classify(raw string) (Classification, bool) {
 // after a <base href>.
 func (r *resolver) target(raw string) (*url.URL, bool) {
 	s := strings.TrimFunc(raw, func(c rune) bool { return c <= ' ' })
+	// The common case first: plainURL takes only absolute URLs without
+	// control bytes, where the steps below change nothing.
+	if u, ok := plainURL(s); ok {
+		u.Host = hostName(u.Host)
+		return u, true
+	}
 	if strings.ContainsAny(s, "\t\n\r") {
 		s = strings.Map(func(c rune) rune {
 			if c == '\t' || c == '\n' || c == '\r' {
@@ -101,7 +107,8 @@ func (r *resolver) target(raw string) (*url.URL, bool) {
 		return nil, false
 	}
 	if u, ok := plainURL(s); ok {
-		u.Host = hostName(u.Hostname())
+		// Plain once tabs and newlines are gone.
+		u.Host = hostName(u.Host)
 		return u, true
 	}
 	base := r.base
@@ -144,23 +151,27 @@ func urlScheme(s string) (string, bool) {
 	return "", false
 }
 
-// plainURL reads the common case quickly: "http(s)://host…" or "//host…"
-// in printable ASCII without '%' or '\', for which net/url finds the host
-// and path a browser does.
+// plainURL reads the common case quickly, without net/url: "http(s)://"
+// or "//", then a plain domain name (letters, digits, hyphens, dots; no
+// punycode, nothing that reads as an IP address), an optional userinfo
+// and port, and a path without dot segments, all in printable ASCII
+// without '%' or '\'. For these the host and path are what a browser
+// finds (FuzzPlainURL checks it against the WHATWG parser); anything else
+// goes to that parser.
 func plainURL(s string) (*url.URL, bool) {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= ' ' || c >= 0x7f || c == '%' || c == '\\' {
 			return nil, false
 		}
 	}
-	var rest string
+	scheme, rest := "https", ""
 	switch {
 	case strings.HasPrefix(s, "//"):
-		rest, s = s[2:], "https:"+s
+		rest = s[2:]
 	case len(s) > 8 && strings.EqualFold(s[:8], "https://"):
 		rest = s[8:]
 	case len(s) > 7 && strings.EqualFold(s[:7], "http://"):
-		rest = s[7:]
+		scheme, rest = "http", s[7:]
 	default:
 		return nil, false
 	}
@@ -168,18 +179,39 @@ func plainURL(s string) (*url.URL, bool) {
 		// "https:///host": browsers skip the extra slashes.
 		return nil, false
 	}
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return nil, false
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
 	}
-	if h := u.Hostname(); !ldhName(h) || endsInNumber(h) || strings.Contains(strings.ToLower(h), "xn--") {
+	host := rest[:end]
+	if at := strings.LastIndexByte(host, '@'); at >= 0 {
+		host = host[at+1:]
+	}
+	if colon := strings.IndexByte(host, ':'); colon >= 0 {
+		if strings.Trim(host[colon+1:], "0123456789") != "" || len(host)-colon > 6 {
+			return nil, false // not a port
+		}
+		host = host[:colon]
+	}
+	if !ldhName(host) || endsInNumber(host) || strings.Contains(strings.ToLower(host), "xn--") {
 		// Anything but a plain domain name goes to the URL standard's
 		// host parser: browsers rewrite IP addresses ("0x7f.1" is
 		// 127.0.0.1), validate punycode ("xn--") and check other code
 		// points.
 		return nil, false
 	}
-	return u, true
+	path := ""
+	if end < len(rest) && rest[end] == '/' {
+		path = rest[end:]
+		if q := strings.IndexAny(path, "?#"); q >= 0 {
+			path = path[:q]
+		}
+		if strings.Contains(path, "/.") {
+			// Browsers resolve dot segments ("/x/../maps").
+			return nil, false
+		}
+	}
+	return &url.URL{Scheme: scheme, Host: host, Path: path}, true
 }
 
 // ldhName reports whether host is letters, digits, hyphens and dots only.
@@ -197,6 +229,15 @@ func ldhName(host string) bool {
 // number (digits, hex digits, "0x", a sign).
 func endsInNumber(host string) bool {
 	host = strings.TrimSuffix(host, ".")
-	last := host[strings.LastIndexByte(host, '.')+1:]
-	return strings.ContainsAny(last, "0123456789") && strings.Trim(last, "0123456789abcdefABCDEFxX+-") == ""
+	digit := false
+	for i := len(host) - 1; i >= 0 && host[i] != '.'; i-- {
+		switch c := host[i]; {
+		case '0' <= c && c <= '9':
+			digit = true
+		case 'a' <= c|0x20 && c|0x20 <= 'f', c|0x20 == 'x', c == '+', c == '-':
+		default:
+			return false
+		}
+	}
+	return digit
 }
