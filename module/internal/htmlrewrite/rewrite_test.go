@@ -619,3 +619,37 @@ func FuzzPlainURL(f *testing.F) {
 		}
 	})
 }
+
+// pathPolicy knows a service by host and path prefix, as the catalog's
+// "www.google.com/maps" does.
+type pathPolicy struct{ testPolicy }
+
+func (p pathPolicy) ClassifyURL(u *url.URL) (Classification, bool) {
+	if u.Host == "www.google.com" && strings.HasPrefix(u.Path, "/maps") {
+		return Classification{"marketing", "Google Maps"}, true
+	}
+	return Classification{}, false
+}
+
+// TestPathRulesSeeResolvedPaths: a path rule sees the path a browser asks
+// for, with dot segments resolved and escapes decoded.
+func TestPathRulesSeeResolvedPaths(t *testing.T) {
+	p := pathPolicy{testPolicy{granted: map[string]bool{"necessary": true}}}
+	for src, held := range map[string]bool{
+		"https://www.google.com/maps/embed?pb=1": true,
+		"https://www.google.com/x/../maps/embed": true,
+		"https://www.google.com/./maps/embed":    true,
+		"https://www.google.com/%6Daps/embed":    true,
+		"https://www.google.com/search?q=/maps":  false,
+		"https://www.google.com/x/maps":          false,
+		"https://www.google.com/maps/../x/embed": false,
+	} {
+		var out bytes.Buffer
+		if _, err := Rewrite(&out, strings.NewReader(`<iframe src="`+src+`"></iframe>`), p); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out.String(), "data-cg-src"); got != held {
+			t.Errorf("%s: held %v, want %v", src, got, held)
+		}
+	}
+}
