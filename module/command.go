@@ -94,10 +94,7 @@ Examples:
 }
 
 func exportCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "export [--site <site>] [--from <date>] [--to <date>] [--id <consent id>] [--output <file>]",
-		Short: "Exports consent records as JSON Lines",
-		Long: `
+	cmd := subcommand("export [--site <site>] [--from <date>] [--to <date>] [--id <consent id>] [--output <file>]", "Exports consent records as JSON Lines", `
 Exports consent records as JSON Lines, one chain entry per line in chain
 order ({"site", "seq", "prev", "hash", "digest", "record", "erased"}), to
 standard output or to --output. The export is streamed: memory stays flat
@@ -116,25 +113,17 @@ With --storage the records are read from a stopped store directly.
 
 Example:
 
-  $ consentgate consent export --site shop.example --from 2025-01-01 --to 2025-12-31 --output 2025.jsonl`,
-		Args: noArgs,
-		RunE: runConsent(cmdExport),
-	}
+  $ consentgate consent export --site shop.example --from 2025-01-01 --to 2025-12-31 --output 2025.jsonl`, noArgs, cmdExport, viaAPI|viaStore)
 	cmd.Flags().String("site", "", "Site whose records to export (default: every site)")
 	cmd.Flags().String("from", "", "First day to export, YYYY-MM-DD")
 	cmd.Flags().String("to", "", "Last day to export, YYYY-MM-DD")
 	cmd.Flags().String("id", "", "Consent ID of one visitor to export (needs --site)")
 	cmd.Flags().StringP("output", "o", "", "File to write (default: standard output)")
-	adminFlags(cmd)
-	storeFlags(cmd)
 	return cmd
 }
 
 func eraseCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "erase --site <site> --id <consent id>",
-		Short: "Erases a visitor's consent records and prints the receipt",
-		Long: `
+	cmd := subcommand("erase --site <site> --id <consent id>", "Erases a visitor's consent records and prints the receipt", `
 Erases a visitor's consent records: the personal fields go, and a
 tombstone keeps each site's chain verifiable. The visitor's consent
 cookie stops counting, any restriction is lifted, and the erasure is
@@ -143,45 +132,31 @@ Exits with 3 when the visitor has no records.
 
 Example:
 
-  $ consentgate consent erase --site shop.example --id 0f1e2d3c4b5a69788796a5b4c3d2e1f0`,
-		Args: noArgs,
-		RunE: runConsent(cmdErase),
-	}
+  $ consentgate consent erase --site shop.example --id 0f1e2d3c4b5a69788796a5b4c3d2e1f0`, noArgs, cmdErase, viaAPI)
 	visitorFlags(cmd)
 	cmd.Flags().Bool("json", false, "Print the admin API's answer as JSON")
-	adminFlags(cmd)
 	return cmd
 }
 
 func restrictCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "restrict --site <site> --id <consent id> [--lift] [--note <text>]",
-		Short: "Restricts the processing of a visitor's data, or lifts it",
-		Long: `
+	cmd := subcommand("restrict --site <site> --id <consent id> [--lift] [--note <text>]", "Restricts the processing of a visitor's data, or lifts it", `
 Restricts the processing of a visitor's data (the privacy filter then
 drops their analytics), or with --lift lifts the restriction. The request
 is recorded with --note. Exits with 3 when the visitor has no records.
 
 Example:
 
-  $ consentgate consent restrict --site shop.example --id 0f1e2d3c4b5a69788796a5b4c3d2e1f0 --note "ticket 4711"`,
-		Args: noArgs,
-		RunE: runConsent(cmdRestrict),
-	}
+  $ consentgate consent restrict --site shop.example --id 0f1e2d3c4b5a69788796a5b4c3d2e1f0 --note "ticket 4711"`, noArgs, cmdRestrict, viaAPI)
 	visitorFlags(cmd)
 	cmd.Flags().Bool("lift", false, "Lift the restriction instead")
 	cmd.Flags().String("note", "", "Note recorded with the request")
 	cmd.Flags().Bool("json", false, "Print the admin API's answer as JSON")
-	adminFlags(cmd)
 	return cmd
 }
 
 func correctCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "correct --site <site> --id <consent id> [--seq <n>] --set <field>=<value> ...",
-		Short: "Corrects a field of a visitor's consent record",
-		Long: `
-Corrects fields recorded wrongly in a visitor's consent record (` + strings.Join(store.CorrectableFields, ", ") + `).
+	cmd := subcommand("correct --site <site> --id <consent id> [--seq <n>] --set <field>=<value> ...", "Corrects a field of a visitor's consent record", `
+Corrects fields recorded wrongly in a visitor's consent record (`+strings.Join(store.CorrectableFields, ", ")+`).
 The record itself is never changed, which would break its chain: a
 correction record is appended that names the corrected record and the
 new values. --seq picks the record (default: the visitor's latest
@@ -189,24 +164,17 @@ decision). Exits with 3 when the visitor has no such record.
 
 Example:
 
-  $ consentgate consent correct --site shop.example --id 0f1e2d3c4b5a69788796a5b4c3d2e1f0 --set country=AT`,
-		Args: noArgs,
-		RunE: runConsent(cmdCorrect),
-	}
+  $ consentgate consent correct --site shop.example --id 0f1e2d3c4b5a69788796a5b4c3d2e1f0 --set country=AT`, noArgs, cmdCorrect, viaAPI)
 	visitorFlags(cmd)
 	cmd.Flags().Uint64("seq", 0, "Sequence number of the record to correct (default: the latest decision)")
 	cmd.Flags().StringArray("set", nil, "Corrected value as field=value; repeat for several fields")
 	cmd.Flags().String("note", "", "Note recorded with the request")
 	cmd.Flags().Bool("json", false, "Print the admin API's answer as JSON")
-	adminFlags(cmd)
 	return cmd
 }
 
 func verifyCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "verify [--site <site>]",
-		Short: "Verifies the hash chains of the consent records",
-		Long: `
+	cmd := subcommand("verify [--site <site>]", "Verifies the hash chains of the consent records", `
 Walks each site's chain of consent records and reports, per site, either
 its length and head hash or the first entry that was altered, removed or
 reordered. Erased records (tombstones) and records that expired at the
@@ -217,22 +185,14 @@ With --storage a stopped store is verified directly.
 
 Example:
 
-  $ consentgate consent verify --storage /var/lib/consentgate --encryption-key-file /etc/consentgate/store.key`,
-		Args: noArgs,
-		RunE: runConsent(cmdVerify),
-	}
+  $ consentgate consent verify --storage /var/lib/consentgate --encryption-key-file /etc/consentgate/store.key`, noArgs, cmdVerify, viaAPI|viaStore)
 	cmd.Flags().String("site", "", "Site to verify (default: every site)")
 	cmd.Flags().Bool("json", false, "Print the result as JSON")
-	adminFlags(cmd)
-	storeFlags(cmd)
 	return cmd
 }
 
 func statsCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "stats [--site <site>] [--from <date>] [--to <date>] [--shareable [--k <n>]]",
-		Short: "Shows aggregate consent statistics and what the store holds",
-		Long: `
+	cmd := subcommand("stats [--site <site>] [--from <date>] [--to <date>] [--shareable [--k <n>]]", "Shows aggregate consent statistics and what the store holds", `
 Shows the aggregate counts, per site and day, of decisions (by regime,
 country, category and choice), decision methods, data-subject requests,
 enforcement (what the gateway held back) and page views, with what the
@@ -248,10 +208,7 @@ With --storage the counts are read from a stopped store directly (there
 
 Example:
 
-  $ consentgate consent stats --site shop.example --from 2025-01-01 --shareable --json`,
-		Args: noArgs,
-		RunE: runConsent(cmdStats),
-	}
+  $ consentgate consent stats --site shop.example --from 2025-01-01 --shareable --json`, noArgs, cmdStats, viaAPI|viaStore)
 	cmd.Flags().String("site", "", "Site (default: every site)")
 	cmd.Flags().String("from", "", "First day, YYYY-MM-DD")
 	cmd.Flags().String("to", "", "Last day, YYYY-MM-DD")
@@ -259,16 +216,11 @@ Example:
 	cmd.Flags().Int("k", 0, "Smallest count published with --shareable (default: the instance's k_anonymity, or 5)")
 	cmd.Flags().String("retention", "", "Retention of the store, with --storage (default: 7 years)")
 	cmd.Flags().Bool("json", false, "Print the statistics as JSON")
-	adminFlags(cmd)
-	storeFlags(cmd)
 	return cmd
 }
 
 func purgeCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "purge",
-		Short: "Disposes of consent records past their retention now",
-		Long: `
+	cmd := subcommand("purge", "Disposes of consent records past their retention now", `
 Records expire by themselves at the end of the retention period (Badger
 TTLs). purge forces the disposal now: it deletes records older than the
 retention period that are still present (written under a longer
@@ -280,22 +232,14 @@ With --storage a stopped store is purged directly; give its --retention
 
 Example:
 
-  $ consentgate consent purge --address localhost:2019`,
-		Args: noArgs,
-		RunE: runConsent(cmdPurge),
-	}
+  $ consentgate consent purge --address localhost:2019`, noArgs, cmdPurge, viaAPI|viaStore)
 	cmd.Flags().String("retention", "", "Retention of the store, with --storage (default: 7 years)")
 	cmd.Flags().Bool("json", false, "Print the result as JSON")
-	adminFlags(cmd)
-	storeFlags(cmd)
 	return cmd
 }
 
 func backupCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "backup --output <file>",
-		Short: "Writes a full backup of the consent store",
-		Long: `
+	cmd := subcommand("backup --output <file>", "Writes a full backup of the consent store", `
 Writes a full backup of the consent store (Badger's stream format) to
 --output, or to standard output with '-'. The backup of an encrypted
 store is encrypted with the store's encryption key; keep that key as
@@ -305,21 +249,13 @@ With --storage a stopped store is backed up directly.
 
 Example:
 
-  $ consentgate consent backup --output /backups/consent-$(date +%F).backup`,
-		Args: noArgs,
-		RunE: runConsent(cmdBackup),
-	}
+  $ consentgate consent backup --output /backups/consent-$(date +%F).backup`, noArgs, cmdBackup, viaAPI|viaStore)
 	cmd.Flags().StringP("output", "o", "", "File to write, or - for standard output (required)")
-	adminFlags(cmd)
-	storeFlags(cmd)
 	return cmd
 }
 
 func restoreCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "restore --storage <dir> --input <file> [--encryption-key-file <path>]",
-		Short: "Restores a backup into a new or stopped store",
-		Long: `
+	cmd := subcommand("restore --storage <dir> --input <file> [--encryption-key-file <path>]", "Restores a backup into a new or stopped store", `
 Restores a backup written by 'consentgate consent backup' into the store
 in --storage, which must not be in use: a new directory, or the store of
 a stopped instance. A store that already holds records is refused unless
@@ -331,22 +267,15 @@ by default the same.
 
 Example:
 
-  $ consentgate consent restore --storage /var/lib/consentgate --input consent.backup --encryption-key-file /etc/consentgate/store.key`,
-		Args: noArgs,
-		RunE: runConsent(cmdRestore),
-	}
+  $ consentgate consent restore --storage /var/lib/consentgate --input consent.backup --encryption-key-file /etc/consentgate/store.key`, noArgs, cmdRestore, viaStore)
 	cmd.Flags().StringP("input", "i", "", "Backup file to restore, or - for standard input (required)")
 	cmd.Flags().String("backup-key-file", "", "Key the backup was encrypted with (default: --encryption-key-file)")
 	cmd.Flags().Bool("force", false, "Restore into a store that already holds records")
-	storeFlags(cmd)
 	return cmd
 }
 
 func rotateKeysCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "rotate-keys | rotate-keys --storage <dir> --old-key-file <path> --new-key-file <path>",
-		Short: "Rotates the cookie signing key, or the store's encryption key",
-		Long: `
+	cmd := subcommand("rotate-keys | rotate-keys --storage <dir> --old-key-file <path> --new-key-file <path>", "Rotates the cookie signing key, or the store's encryption key", `
 Through the admin API, rotates the key that signs consent cookies: a new
 key signs from now on, and cookies signed with earlier keys keep
 verifying, so no visitor is asked again. (With a key_file in the config,
@@ -361,23 +290,16 @@ as long as backups made with it.
 Examples:
 
   $ consentgate consent rotate-keys
-  $ consentgate consent rotate-keys --storage /var/lib/consentgate --old-key-file old.key --new-key-file new.key`,
-		Args: noArgs,
-		RunE: runConsent(cmdRotateKeys),
-	}
+  $ consentgate consent rotate-keys --storage /var/lib/consentgate --old-key-file old.key --new-key-file new.key`, noArgs, cmdRotateKeys, viaAPI)
 	cmd.Flags().String("storage", "", "Directory of a stopped store whose encryption key to rotate")
 	cmd.Flags().String("old-key-file", "", "The store's current encryption key (with --storage)")
 	cmd.Flags().String("new-key-file", "", "The store's new encryption key (with --storage)")
 	cmd.Flags().Bool("json", false, "Print the admin API's answer as JSON")
-	adminFlags(cmd)
 	return cmd
 }
 
 func requestsCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "requests [--status pending|overdue|completed|rejected|all]",
-		Short: "Lists and answers data-subject requests",
-		Long: `
+	cmd := subcommand("requests [--status pending|overdue|completed|rejected|all]", "Lists and answers data-subject requests", `
 Lists data-subject requests: every access, export, correction,
 restriction and erasure, with when it was received and completed.
 Requests an operator must confirm stay pending with their 30-day
@@ -389,18 +311,11 @@ deadline; overdue ones are flagged.
 
 Example:
 
-  $ consentgate consent requests --status overdue`,
-		Args: noArgs,
-		RunE: runConsent(cmdRequests),
-	}
+  $ consentgate consent requests --status overdue`, noArgs, cmdRequests, viaAPI)
 	cmd.Flags().String("status", "all", "Which requests: pending, overdue, completed, rejected or all")
 	cmd.Flags().Bool("json", false, "Print the requests as JSON")
-	adminFlags(cmd)
 
-	newCmd := &cobra.Command{
-		Use:   "new --type <type> --site <site> --id <consent id> [--note <text>] [--set <field>=<value> ...]",
-		Short: "Records a pending data-subject request",
-		Long: `
+	newCmd := subcommand("new --type <type> --site <site> --id <consent id> [--note <text>] [--set <field>=<value> ...]", "Records a pending data-subject request", `
 Records a data-subject request that an operator must confirm (one that
 came by mail, say): it is pending, with the 30-day deadline, until
 'requests complete' carries it out or 'requests reject' rejects it.
@@ -408,51 +323,54 @@ came by mail, say): it is pending, with the 30-day deadline, until
 
 Example:
 
-  $ consentgate consent requests new --type erasure --site shop.example --id 0f1e2d3c4b5a69788796a5b4c3d2e1f0 --note "mail of 3 March"`,
-		Args: noArgs,
-		RunE: runConsent(cmdRequestNew),
-	}
+  $ consentgate consent requests new --type erasure --site shop.example --id 0f1e2d3c4b5a69788796a5b4c3d2e1f0 --note "mail of 3 March"`, noArgs, cmdRequestNew, viaAPI)
 	newCmd.Flags().String("type", "", "access, export, correction, restriction or erasure")
 	visitorFlags(newCmd)
 	newCmd.Flags().String("note", "", "Note recorded with the request")
 	newCmd.Flags().StringArray("set", nil, "For a correction: corrected value as field=value")
 	newCmd.Flags().Bool("json", false, "Print the admin API's answer as JSON")
-	adminFlags(newCmd)
 
-	completeCmd := &cobra.Command{
-		Use:   "complete <request id> [--note <text>]",
-		Short: "Carries out a pending data-subject request",
-		Long: `
+	completeCmd := subcommand("complete <request id> [--note <text>]", "Carries out a pending data-subject request", `
 Carries out a pending data-subject request (the erasure, correction,
 restriction, access or export it asks for) and marks it completed.
 Exits with 3 when there is no such request.
 
 Example:
 
-  $ consentgate consent requests complete 0189c0ffee0000001122334455667788`,
-		Args: exactArgs(1),
-		RunE: runConsent(func(fl caddycmd.Flags) error { return cmdRequestAnswer(fl, true) }),
-	}
-	rejectCmd := &cobra.Command{
-		Use:   "reject <request id> [--note <text>]",
-		Short: "Rejects a pending data-subject request",
-		Long: `
+  $ consentgate consent requests complete 0189c0ffee0000001122334455667788`, exactArgs(1), func(fl caddycmd.Flags) error { return cmdRequestAnswer(fl, true) }, viaAPI)
+	rejectCmd := subcommand("reject <request id> [--note <text>]", "Rejects a pending data-subject request", `
 Rejects a pending data-subject request (say, because the requester could
 not prove who they are), with --note saying why. Exits with 3 when there
 is no such request.
 
 Example:
 
-  $ consentgate consent requests reject 0189c0ffee0000001122334455667788 --note "identity not confirmed"`,
-		Args: exactArgs(1),
-		RunE: runConsent(func(fl caddycmd.Flags) error { return cmdRequestAnswer(fl, false) }),
-	}
+  $ consentgate consent requests reject 0189c0ffee0000001122334455667788 --note "identity not confirmed"`, exactArgs(1), func(fl caddycmd.Flags) error { return cmdRequestAnswer(fl, false) }, viaAPI)
 	for _, c := range []*cobra.Command{completeCmd, rejectCmd} {
 		c.Flags().String("note", "", "Note recorded with the request")
 		c.Flags().Bool("json", false, "Print the admin API's answer as JSON")
-		adminFlags(c)
 	}
 	cmd.AddCommand(newCmd, completeCmd, rejectCmd)
+	return cmd
+}
+
+// Where a subcommand can work: through the admin API of a running
+// instance, on a stopped store, or either.
+const (
+	viaAPI = 1 << iota
+	viaStore
+)
+
+// subcommand is a consent subcommand: its help, its arguments, what runs
+// it, and the flags of where it can work (via).
+func subcommand(use, short, long string, args cobra.PositionalArgs, run func(caddycmd.Flags) error, via int) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Long: long, Args: args, RunE: runConsent(run)}
+	if via&viaAPI != 0 {
+		adminFlags(cmd)
+	}
+	if via&viaStore != 0 {
+		storeFlags(cmd)
+	}
 	return cmd
 }
 
