@@ -872,45 +872,53 @@ func completedAt(r store.Request) string {
 	return r.Completed.UTC().Format(time.RFC3339)
 }
 
-func cmdErase(fl caddycmd.Flags) error {
+// visitorAction posts an action on the visitor named by --site and --id
+// to the admin API at path; fill adds the command's own fields. The answer
+// goes to out, or is printed as it came with --json (printed reports it).
+func visitorAction(fl caddycmd.Flags, path string, fill func(*action) error, out *actionAnswer) (site, id string, printed bool, err error) {
 	addr, err := onlineOnly(fl)
 	if err != nil {
-		return err
+		return "", "", false, err
 	}
-	site, id := fl.String("site"), fl.String("id")
+	site, id = fl.String("site"), fl.String("id")
 	if err := checkVisitor(site, id); err != nil {
-		return err
+		return "", "", false, err
 	}
-	var out actionAnswer
-	raw, err := adminJSON(addr, http.MethodPost, "/consent/erase", action{Site: site, ID: id}, &out)
+	in := action{Site: site, ID: id}
+	if fill != nil {
+		if err := fill(&in); err != nil {
+			return "", "", false, err
+		}
+	}
+	raw, err := adminJSON(addr, http.MethodPost, path, in, out)
 	if err != nil {
-		return err
+		return "", "", false, err
 	}
 	if fl.Bool("json") {
-		return printRaw(raw)
+		return site, id, true, printRaw(raw)
+	}
+	return site, id, false, nil
+}
+
+func cmdErase(fl caddycmd.Flags) error {
+	var out actionAnswer
+	site, id, printed, err := visitorAction(fl, "/consent/erase", nil, &out)
+	if err != nil || printed {
+		return err
 	}
 	fmt.Printf("erased %s of visitor %s on %s\nreceipt: %s\ncompleted: %s\n", records(out.Erased), id, site, out.Receipt, completedAt(out.Request))
 	return nil
 }
 
 func cmdRestrict(fl caddycmd.Flags) error {
-	addr, err := onlineOnly(fl)
-	if err != nil {
-		return err
-	}
-	site, id := fl.String("site"), fl.String("id")
-	if err := checkVisitor(site, id); err != nil {
-		return err
-	}
 	on := !fl.Bool("lift")
 	var out actionAnswer
-	in := action{Site: site, ID: id, Restrict: &on, Note: fl.String("note")}
-	raw, err := adminJSON(addr, http.MethodPost, "/consent/restrict", in, &out)
-	if err != nil {
+	site, id, printed, err := visitorAction(fl, "/consent/restrict", func(in *action) error {
+		in.Restrict, in.Note = &on, fl.String("note")
+		return nil
+	}, &out)
+	if err != nil || printed {
 		return err
-	}
-	if fl.Bool("json") {
-		return printRaw(raw)
 	}
 	what := "restricted"
 	if !out.Restricted {
@@ -921,31 +929,22 @@ func cmdRestrict(fl caddycmd.Flags) error {
 }
 
 func cmdCorrect(fl caddycmd.Flags) error {
-	addr, err := onlineOnly(fl)
-	if err != nil {
-		return err
-	}
-	site, id := fl.String("site"), fl.String("id")
-	if err := checkVisitor(site, id); err != nil {
-		return err
-	}
-	sets, _ := fl.GetStringArray("set")
-	if len(sets) == 0 {
-		return usagef("at least one --set field=value is required (correctable: %s)", strings.Join(store.CorrectableFields, ", "))
-	}
-	fields, err := parseFields(sets)
-	if err != nil {
-		return err
-	}
-	seq, _ := fl.GetUint64("seq")
 	var out actionAnswer
-	in := action{Site: site, ID: id, Seq: seq, Fields: fields, Note: fl.String("note")}
-	raw, err := adminJSON(addr, http.MethodPost, "/consent/correct", in, &out)
-	if err != nil {
+	site, id, printed, err := visitorAction(fl, "/consent/correct", func(in *action) error {
+		sets, _ := fl.GetStringArray("set")
+		if len(sets) == 0 {
+			return usagef("at least one --set field=value is required (correctable: %s)", strings.Join(store.CorrectableFields, ", "))
+		}
+		fields, err := parseFields(sets)
+		if err != nil {
+			return err
+		}
+		in.Seq, _ = fl.GetUint64("seq")
+		in.Fields, in.Note = fields, fl.String("note")
+		return nil
+	}, &out)
+	if err != nil || printed {
 		return err
-	}
-	if fl.Bool("json") {
-		return printRaw(raw)
 	}
 	if out.Correction != nil {
 		fmt.Printf("record %d of visitor %s on %s corrected by record %d\n", out.Correction.Corrects, id, site, out.Correction.Seq)
