@@ -76,7 +76,28 @@ func runBinaryJSON(t *testing.T, bin, dir string, cfg []byte, admin string) *pro
 	return startBinary(t, bin, dir, "config.json", cfg, admin)
 }
 
-func cliCaddyfile(admin, storage string, port int, upstream string) string {
+// binaryEnv is what the tests of the real binary start from: the binary,
+// a directory, an upstream, free ports for the admin API and the site,
+// and where the store goes.
+type binaryEnv struct {
+	bin, dir, admin, storage, base string
+	port                           int
+	up                             *upstream
+}
+
+func newBinaryEnv(t *testing.T, upstreamCookies ...string) binaryEnv {
+	t.Helper()
+	e := binaryEnv{bin: consentgateBinary(t), dir: t.TempDir(), up: newUpstream(t, upstreamCookies...)}
+	e.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	e.port = freePort(t)
+	e.storage = filepath.Join(e.dir, "store")
+	e.base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
+	return e
+}
+
+// caddyfile is a config with the consent app on the env's store and one
+// site whose consent block holds lines, in front of the upstream.
+func (e binaryEnv) caddyfile(lines string) string {
 	return fmt.Sprintf(`{
 	admin %s
 	auto_https off
@@ -87,11 +108,11 @@ func cliCaddyfile(admin, storage string, port int, upstream string) string {
 }
 http://127.0.0.1:%d {
 	consent {
-		site shop.example
+		%s
 	}
 	reverse_proxy %s
 }
-`, admin, storage, port, upstream)
+`, e.admin, e.storage, e.port, lines, e.up.Listener.Addr().String())
 }
 
 // decide makes a decision as a new visitor and returns the visitor.
@@ -148,14 +169,9 @@ func parseExport(t *testing.T, data string) []exportedLine {
 var receiptLine = regexp.MustCompile(`(?m)^receipt: ([0-9a-f]{32})$`)
 
 func TestConsentCLI(t *testing.T) {
-	bin := consentgateBinary(t)
-	dir := t.TempDir()
-	up := newUpstream(t, trackerCookies...)
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	port := freePort(t)
-	storage := filepath.Join(dir, "store")
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	p := runBinary(t, bin, dir, cliCaddyfile(admin, storage, port, up.Listener.Addr().String()), admin)
+	e := newBinaryEnv(t, trackerCookies...)
+	bin, dir, admin, storage, base := e.bin, e.dir, e.admin, e.storage, e.base
+	p := runBinary(t, bin, dir, e.caddyfile("site shop.example"), admin)
 	online := []string{"--address", admin}
 
 	// Seven visitors decide; five of them the same way, so that their
@@ -348,13 +364,8 @@ func TestConsentCLI(t *testing.T) {
 }
 
 func TestConsentCLIEncryptionKeyRotation(t *testing.T) {
-	bin := consentgateBinary(t)
-	dir := t.TempDir()
-	up := newUpstream(t)
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	port := freePort(t)
-	storage := filepath.Join(dir, "store")
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	e := newBinaryEnv(t)
+	bin, dir, admin, storage, base := e.bin, e.dir, e.admin, e.storage, e.base
 
 	oldKey, newKey := filepath.Join(dir, "old.key"), filepath.Join(dir, "new.key")
 	// 32 random bytes, as `head -c 32 /dev/urandom` writes them; the new
@@ -370,7 +381,7 @@ func TestConsentCLIEncryptionKeyRotation(t *testing.T) {
 	}
 	config := func(keyFile string) []byte {
 		var cfg map[string]any
-		if err := json.Unmarshal(adapt(t, []byte(cliCaddyfile(admin, storage, port, up.Listener.Addr().String()))), &cfg); err != nil {
+		if err := json.Unmarshal(adapt(t, []byte(e.caddyfile("site shop.example"))), &cfg); err != nil {
 			t.Fatal(err)
 		}
 		cfg["apps"].(map[string]any)["consent"].(map[string]any)["encryption_key_file"] = keyFile

@@ -144,29 +144,8 @@ func TestBinaryModulesAndVersion(t *testing.T) {
 }
 
 func TestBinaryReloadKillRestart(t *testing.T) {
-	bin := consentgateBinary(t)
-	dir := t.TempDir()
-	up := newUpstream(t, trackerCookies...)
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	port := freePort(t)
-	storage := filepath.Join(dir, "store")
-	cfg := func(extra string) string {
-		return fmt.Sprintf(`{
-	admin %s
-	auto_https off
-	consent {
-		storage %s
-	}
-}
-http://127.0.0.1:%d {
-	consent {
-		%s
-	}
-	reverse_proxy %s
-}
-`, admin, storage, port, extra, up.Listener.Addr().String())
-	}
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	e := newBinaryEnv(t, trackerCookies...)
+	bin, dir, admin, storage, base, cfg := e.bin, e.dir, e.admin, e.storage, e.base, e.caddyfile
 	p := runBinary(t, bin, dir, cfg(""), admin)
 
 	c := newClient(t)

@@ -358,27 +358,8 @@ func TestEncryptedStoreThroughCaddy(t *testing.T) {
 // holds (nothing of the visitor in the files, chain intact) and the
 // decision is there.
 func TestBinaryKillAfterErasure(t *testing.T) {
-	bin := consentgateBinary(t)
-	dir := t.TempDir()
-	up := newUpstream(t)
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	port := freePort(t)
-	storage := filepath.Join(dir, "store")
-	cfg := fmt.Sprintf(`{
-	admin %s
-	auto_https off
-	consent {
-		storage %s
-	}
-}
-http://127.0.0.1:%d {
-	consent {
-		site shop
-	}
-	reverse_proxy %s
-}
-`, admin, storage, port, up.Listener.Addr().String())
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	e := newBinaryEnv(t)
+	bin, dir, admin, storage, base, cfg := e.bin, e.dir, e.admin, e.storage, e.base, e.caddyfile("site shop")
 	p := runBinary(t, bin, dir, cfg, admin)
 	erased, kept := newClient(t), newClient(t)
 	var erasedID string
