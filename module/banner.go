@@ -868,11 +868,11 @@ func (rw *responseWriter) startHTML(status int) (deferred bool) {
 	// the page.
 	if len(rw.refused) > 0 {
 		domain := cookieDomain(rw.r)
+		var expired []string
 		for _, name := range rw.refused {
-			for _, c := range appendExpired(nil, name, domain) {
-				hdr.Add("Set-Cookie", c)
-			}
+			expired = appendExpired(expired, name, domain)
 		}
+		hdr["Set-Cookie"] = append(hdr["Set-Cookie"], expired...)
 	}
 	switch rw.h.CSP {
 	case "enforce":

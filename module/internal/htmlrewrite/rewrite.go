@@ -21,6 +21,7 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -380,14 +381,15 @@ func withSrcdoc(attrs []attr, res resolver, st *Stats) []byte {
 	st.Scripts += c.stats.Scripts
 	st.Iframes += c.stats.Iframes
 	st.Images += c.stats.Images
+	attrs = slices.Clone(attrs)
+	for i := range attrs {
+		if attrs[i].key == "srcdoc" {
+			attrs[i].val = out.String()
+		}
+	}
 	var b bytes.Buffer
 	b.WriteString("<iframe")
-	for _, a := range attrs {
-		if a.key == "srcdoc" {
-			a.val = out.String()
-		}
-		writeAttrs(&b, []attr{a})
-	}
+	writeAttrs(&b, attrs)
 	b.WriteByte('>')
 	return b.Bytes()
 }

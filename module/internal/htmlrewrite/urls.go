@@ -87,7 +87,8 @@ func (r *resolver) target(raw string) (*url.URL, bool) {
 		u.Host = hostName(u.Host)
 		return u, true
 	}
-	if strings.ContainsAny(s, "\t\n\r") {
+	dropped := strings.ContainsAny(s, "\t\n\r")
+	if dropped {
 		s = strings.Map(func(c rune) rune {
 			if c == '\t' || c == '\n' || c == '\r' {
 				return -1
@@ -106,10 +107,12 @@ func (r *resolver) target(raw string) (*url.URL, bool) {
 		// Relative, without <base>: the page's own origin.
 		return nil, false
 	}
-	if u, ok := plainURL(s); ok {
-		// Plain once tabs and newlines are gone.
-		u.Host = hostName(u.Host)
-		return u, true
+	if dropped {
+		if u, ok := plainURL(s); ok {
+			// Plain once tabs and newlines are gone.
+			u.Host = hostName(u.Host)
+			return u, true
+		}
 	}
 	base := r.base
 	if !r.baseSeen {
