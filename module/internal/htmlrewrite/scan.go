@@ -333,7 +333,14 @@ func (rw *rewriter) feed(b []byte, atEOF bool) int {
 // every few dozen bytes leaves no room for calls per byte) and hands the
 // rest to scanTag.
 func (rw *rewriter) skipData(b []byte, i int) int {
+	tab := &skipTabs[0]
+	if rw.res.baseSeen {
+		tab = &skipTabs[1]
+	}
 	for {
+		if useWindows && len(b)-i >= 64 {
+			i = skipFast(b, i, tab)
+		}
 		// Tags often follow one another, and text between them is short:
 		// look at the byte at hand, then at a word, before a search.
 		if i < len(b) && b[i] != '<' {

@@ -1,0 +1,133 @@
+package htmlrewrite
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// dataWalk follows b from 0 in the data state with scanTag, the tag
+// machine that mirrors the tokenizer, as far as skipData may go alone: it
+// returns the offset of the first markup the rewriter must act on or
+// that is not a tag (stop), and which offsets before it are in the data
+// state (text, or the '<' of a tag).
+func dataWalk(b []byte, baseSeen bool) (inData []bool, stop int) {
+	inData = make([]bool, len(b)+1)
+	i := 0
+	for {
+		for i < len(b) && b[i] != '<' {
+			inData[i] = true
+			i++
+		}
+		inData[i] = true
+		if i+2 >= len(b) {
+			return inData, i
+		}
+		n, endTag := i+1, false
+		if b[n] == '/' {
+			n, endTag = n+1, true
+		}
+		if !isLetter(b[n]) {
+			return inData, i
+		}
+		ts := tagScan{pos: n + 1 - i, endTag: endTag}
+		end := scanTag(b[i:], &ts, nil)
+		if end < 0 {
+			return inData, i
+		}
+		if !passes(ts.name, endTag, baseSeen, b[i:i+end]) {
+			return inData, i
+		}
+		i += end
+	}
+}
+
+// checkSkipWindows: skipWindows, with the vector masks and with the Go
+// ones, stops in the data state and never past markup that matters.
+func checkSkipWindows(t *testing.T, b []byte) {
+	t.Helper()
+	for seen := range 2 {
+		inData, stop := dataWalk(b, seen == 1)
+		for _, impl := range []struct {
+			name string
+			skip func([]byte, int, *skipTables) int
+		}{{"skipWindows", skipWindows}, {"skipFast", skipFast}} {
+			k := impl.skip(b, 0, &skipTabs[seen])
+			if k > stop || !inData[k] {
+				t.Fatalf("%s, base seen %v: stopped at %d, in the data state: %v; the tag machine stops at %d\ninput %q\nfrom there %q",
+					impl.name, seen == 1, k, inData[k], stop, b, b[k:])
+			}
+		}
+	}
+}
+
+// windowSeeds are inputs longer than a window with tags of every shape
+// skipWindows reads, and of shapes it must leave to scanTag.
+func windowSeeds() [][]byte {
+	var out [][]byte
+	rnd := rand.New(rand.NewPCG(3, 4))
+	seps := []string{"", "", "", " ", " ", "\n", "\t", "\x00", "\r", "\v", "\f"}
+	var b bytes.Buffer
+	for range 3000 {
+		b.Reset()
+		for b.Len() < 64+rnd.IntN(200) {
+			b.WriteString(windowWords[rnd.IntN(len(windowWords))])
+			b.WriteString(seps[rnd.IntN(len(seps))])
+		}
+		out = append(out, bytes.Clone(b.Bytes()))
+	}
+	for _, in := range trickySeeds() {
+		out = append(out, bytes.Repeat(in, 1+128/(len(in)+1)))
+	}
+	return append(out, cgbenchPage(2<<10))
+}
+
+// windowWords are the bytes and tag shapes whose reading differs between
+// the tokenizer's states.
+var windowWords = strings.Fields(`< > </ / = == " ' "" '' =" =' =x x= a b c <a <b <div <p </a </p </div <h2> </h2>
+	<a <A <img <IMG <script <source <iframe </iframe> </head> <head <title <track <link <b> <br/> <hr / >
+	class="x" class='y' x="a'b" y='a"b' a=b c=d/e f="g>h" i='j>k' href="/p/1" src="//m/p" src=x.gif alt="p"
+	data-x="<script>" title=">" =y z="1"w="2" k= "v" k ="v" k = "v" / x/=y x/y="z" <!-- --> <! <? &amp; : \ //
+	="a>b" ='a>b' x="a>b" x=y="a>b" x==="a>b" x="1"="a>b" x=/y="a>b" x=y/z="a>b" <a/x="a>b" <a="a>b"`)
+
+func TestSkipWindowsStopsWhereItMust(t *testing.T) {
+	for _, in := range windowSeeds() {
+		checkSkipWindows(t, in)
+	}
+}
+
+// FuzzSkipWindows checks skipWindows against the tag machine on any
+// input, repeated to span several windows.
+func FuzzSkipWindows(f *testing.F) {
+	for _, in := range windowSeeds()[:300] {
+		f.Add(in)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) == 0 || len(in) > 4<<10 {
+			return
+		}
+		checkSkipWindows(t, bytes.Repeat(in, 1+128/len(in)))
+	})
+}
+
+// TestSkipWindowsGoesFar: on ordinary dense markup the fast path reads
+// nearly every tag itself.
+func TestSkipWindowsGoesFar(t *testing.T) {
+	page := cgbenchPage(8 << 10)
+	start := bytes.Index(page, []byte("<body>")) + len("<body>")
+	stops := 0
+	for i := start; i < len(page); {
+		k := skipFast(page, i, &skipTabs[0])
+		if len(page)-k < 64 {
+			break
+		}
+		stops++
+		// Past the tag it stopped at.
+		i = k + 1 + bytes.IndexByte(page[k+1:], '<')
+	}
+	tags := bytes.Count(page[start:], []byte("<"))
+	if stops*20 > tags {
+		t.Errorf("skipWindows stopped %d times in %d tags", stops, tags)
+	}
+}
