@@ -7,9 +7,9 @@ a('//go:build amd64')
 a('')
 a('#include "textflag.h"')
 a('')
-a('// skipWindowsAVX2 is skipWindows (skip.go) with the masks made by AVX2')
-a('// instructions and the bit operations of BMI1 and BMI2. Its locals are the')
-a('// masks not kept in registers.')
+a('// skipWindowsAVX2 and skipWindowsAVX512 are skipWindows (skip.go) with the')
+a('// masks made by vector instructions and the bit operations of BMI1 and')
+a('// BMI2. Their locals are the masks not kept in registers.')
 a('#define DEL 0(SP)')
 a('#define X 8(SP)')
 a('#define DQ 16(SP)')
@@ -20,9 +20,9 @@ a('')
 for name, ch in consts:
     v = ord(ch)
     word = int(('%02x' % v) * 8, 16)
-    for k in range(4):
+    for k in range(8):
         a('DATA c_%s<>+%d(SB)/8, $0x%016x' % (name, k*8, word))
-    a('GLOBL c_%s<>(SB), RODATA|NOPTR, $32' % name)
+    a('GLOBL c_%s<>(SB), RODATA|NOPTR, $64' % name)
     a('')
 
 def cmp(name, lo='Y2', hi='Y3'):
@@ -70,6 +70,35 @@ def masks():
     a('\tORQ BX, AX')
     a('\tMOVQ AX, URL')
 
+def masks512():
+    a('\tVMOVDQU8 (R14), Z0')
+    def k(name, dst):
+        a('\tVPCMPEQB c_%s<>(SB), Z0, K1' % name)
+        a('\tKMOVQ K1, %s' % dst)
+    k('lt', 'R9')
+    k('gt', 'R10')
+    k('dq', 'AX'); a('\tMOVQ AX, DQ'); a('\tMOVQ AX, R11')
+    k('sq', 'AX'); a('\tMOVQ AX, SQ'); a('\tORQ AX, R11')
+    k('sp', 'BX'); a('\tMOVQ BX, SPC')
+    k('sl', 'CX')
+    a('\tVPMINUB c_ctl<>(SB), Z0, Z1')
+    a('\tVPCMPEQB Z1, Z0, K1')
+    a('\tKMOVQ K1, R12')
+    a('\tORQ R10, BX'); a('\tORQ CX, BX'); a('\tORQ R12, BX'); a('\tMOVQ BX, DEL')
+    k('eq', 'AX'); a('\tORQ AX, BX'); a('\tORQ R11, BX'); a('\tMOVQ BX, X')
+    a('\tVPCMPEQB c_bs<>(SB), Z0, K1')
+    a('\tVPCMPEQB c_amp<>(SB), Z0, K2')
+    a('\tVPCMPEQB c_colon<>(SB), Z0, K3')
+    a('\tKORQ K1, K2, K1')
+    a('\tKORQ K1, K3, K1')
+    a('\tKMOVQ K1, AX')
+    a('\tORQ R12, AX')
+    a('\tMOVQ CX, BX')
+    a('\tSHRQ $1, BX')
+    a('\tANDQ CX, BX')
+    a('\tORQ BX, AX')
+    a('\tMOVQ AX, URL')
+
 a('// func skipWindowsAVX2(b []byte, i int, tab *skipTables) int')
 a('TEXT ·skipWindowsAVX2(SB), NOSPLIT, $48-48')
 body = r'''
@@ -77,193 +106,181 @@ body = r'''
 	MOVQ i+24(FP), DI
 
 window:
-	// A window at w (DI) if 64 bytes are left.
+	// A window at w (DI) if 64 bytes are left; left (R9): its bytes that
+	// may change the state.
 	MOVQ DX, AX
 	SUBQ DI, AX
 	CMPQ AX, $64
 	JLT  done
 	MOVQ b_base+0(FP), R14
 	ADDQ DI, R14
-	VMOVDQU (R14), Y0
-	VMOVDQU 32(R14), Y1
 @MASKS@
-	XORL R8, R8
+	ORQ R10, R9
+	ORQ R11, R9
 
-next:
-	// The next '<' at or after pos (R8).
-	CMPQ R8, $64
-	JHS  advance
-	SHRXQ R8, R9, AX
-	SHLXQ R8, AX, AX
-	TZCNTQ AX, AX
+data:
+	// Data: the next '<'.
+	TESTQ R9, R9
+	JEQ  next64
+	TZCNTQ R9, AX
+	BLSRQ R9, R9
+	CMPB (R14)(AX*1), $0x3c
+	JNE  data
 	CMPQ AX, $60
-	JHI  advance
-	MOVQ AX, R8
+	JHI  moveto
 
-	// The tag at t (R8): c (AX), n (R12), its table (R13).
-	MOVBLZX 1(R14)(R8*1), AX
-	LEAQ 1(R8), R12
+	// A tag at t (R10): c (CX), n (R12), its table (R13).
+	MOVQ AX, R10
+	MOVBLZX 1(R14)(AX*1), CX
+	LEAQ 1(AX), R12
 	XORL R13, R13
-	CMPB AL, $0x2f
+	CMPB CL, $0x2f
 	JNE  name
-	MOVBLZX 2(R14)(R8*1), AX
-	LEAQ 2(R8), R12
+	MOVBLZX 2(R14)(AX*1), CX
+	LEAQ 2(AX), R12
 	MOVL $1024, R13
 
 name:
-	MOVL AX, BX
+	MOVL CX, BX
 	ORL  $0x20, BX
 	SUBL $0x61, BX
 	CMPL BX, $25
 	JHI  stop
-	// e (BX): the first del after n.
-	LEAQ 1(R12), CX
+	// e (R11): the first del after n.
+	LEAQ 1(R12), R8
 	MOVQ DEL, BX
-	SHRXQ CX, BX, BX
+	SHRXQ R8, BX, BX
 	TZCNTQ BX, BX
 	CMPQ BX, $64
 	JEQ  more
-	ADDQ CX, BX
-	// The name's length (CX) in the tables; res (SI).
-	MOVQ BX, CX
-	SUBQ R12, CX
+	LEAQ (BX)(R8*1), R11
+	// The name's length (R8) in the tables; res (SI).
+	MOVQ R11, R8
+	SUBQ R12, R8
 	XORL SI, SI
-	CMPQ CX, $16
+	CMPQ R8, $16
 	JHS  delim
-	MOVQ tab+32(FP), R12
-	ADDQ R13, R12
-	MOVWLZX (R12)(AX*2), R13
-	SHRXL CX, R13, R13
+	MOVQ tab+32(FP), BX
+	ADDQ R13, BX
+	MOVWLZX (BX)(CX*2), R13
+	SHRXL R8, R13, R13
 	TESTL $1, R13
 	JNE  stop
-	MOVWLZX 512(R12)(AX*2), SI
-	SHRXL CX, SI, SI
+	MOVWLZX 512(BX)(CX*2), SI
+	SHRXL R8, SI, SI
 	ANDL $1, SI
 
 delim:
-	MOVBLZX (R14)(BX*1), AX
-	CMPB AL, $0x3e
-	JEQ  gtname
-	CMPB AL, $0x20
-	JEQ  attrs
-	CMPB AL, $0x2f
+	MOVBLZX (R14)(R11*1), CX
+	CMPB CL, $0x3e
+	JEQ  named
+	CMPB CL, $0x20
+	JEQ  named
+	CMPB CL, $0x2f
 	JNE  stop
 
-attrs:
-	// Between attributes after s (BX).
-	CMPQ BX, $63
-	JHS  more
-	LEAQ 1(BX), CX
-	// g (AX): the next '>'.
-	SHRXQ CX, R10, AX
-	TZCNTQ AX, AX
-	CMPQ AX, $64
+named:
+	MOVQ R11, R12
+
+tag:
+	// In the tag after its name; s (R12).
+	TESTQ R9, R9
 	JEQ  more
-	ADDQ CX, AX
-	// q (R12): the first quote between s and g.
-	SHRXQ CX, R11, R12
-	SHLXQ CX, R12, R12
-	BZHIQ AX, R12, R12
-	TZCNTQ R12, R12
-	CMPQ R12, $64
-	JEQ  gtfound
-	CMPB -1(R14)(R12*1), $0x3d
+	TZCNTQ R9, AX
+	BLSRQ R9, R9
+	CMPQ AX, R11
+	JLO  tag
+	MOVBLZX (R14)(AX*1), CX
+	CMPB CL, $0x3e
+	JEQ  tagend
+	CMPB CL, $0x3c
+	JEQ  tag
+	// A quote at AX: it must open a value (quoteOpens).
+	CMPB -1(R14)(AX*1), $0x3d
 	JNE  stop
-	// r (R13): the last byte before the name.
-	LEAQ -1(R12), CX
+	LEAQ -1(AX), R8
 	MOVQ X, R13
-	BZHIQ CX, R13, R13
+	BZHIQ R8, R13, R13
 	BSRQ R13, R13
-	LEAQ -2(R12), CX
-	CMPQ R13, CX
+	LEAQ -2(AX), R8
+	CMPQ R13, R8
 	JGE  stop
-	CMPQ R13, BX
-	JEQ  opened
+	CMPQ R13, R12
+	JEQ  quoted
 	CMPB (R14)(R13*1), $0x20
 	JNE  stop
-	MOVQ SPC, CX
-	NOTQ CX
-	BZHIQ R13, CX, CX
-	BSRQ CX, CX
-	MOVBLZX (R14)(CX*1), CX
-	CMPB CL, $0x3d
+	MOVQ SPC, R8
+	NOTQ R8
+	BZHIQ R13, R8, R8
+	BSRQ R8, R8
+	MOVBLZX (R14)(R8*1), R8
+	CMPB R8B, $0x3d
 	JEQ  stop
-	CMPB CL, $0x0d
+	CMPB R8B, $0x0d
 	JLS  stop
 
-opened:
-	// s (BX): the closing quote.
-	CMPQ R12, $63
-	JHS  more
-	LEAQ 1(R12), CX
-	MOVQ DQ, R13
-	CMPB (R14)(R12*1), $0x27
-	JNE  closing
-	MOVQ SQ, R13
-
-closing:
-	SHRXQ CX, R13, R13
-	TZCNTQ R13, R13
-	CMPQ R13, $64
+quoted:
+	// In a value quoted with CL, up to the closing quote.
+	TESTQ R9, R9
 	JEQ  more
-	LEAQ (R13)(CX*1), BX
-	JMP  attrs
-
-gtname:
-	LEAQ 1(BX), AX
-	JMP  tagend
-
-gtfound:
-	INCQ AX
+	TZCNTQ R9, AX
+	BLSRQ R9, R9
+	CMPB (R14)(AX*1), CL
+	JNE  quoted
+	MOVQ AX, R12
+	JMP  tag
 
 tagend:
-	// The tag ends before AX; a URL-loading tag passes only without a
-	// byte that may make a URL leave the origin.
+	// The tag ends at AX; a URL-loading tag passes only without a byte
+	// that may make a URL leave the origin.
 	TESTL SI, SI
-	JEQ  pass
-	MOVQ URL, CX
-	BZHIQ AX, CX, CX
-	SHRXQ R8, CX, CX
-	TESTQ CX, CX
+	JEQ  data
+	INCQ AX
+	MOVQ URL, R8
+	BZHIQ AX, R8, R8
+	SHRXQ R10, R8, R8
+	TESTQ R8, R8
 	JNE  stop
+	JMP  data
 
-pass:
-	MOVQ AX, R8
-	JMP  next
+next64:
+	MOVL $64, AX
 
-advance:
-	// No '<' left in the window, or one too close to its end: the next
-	// window starts at w+t (AX, up to 64).
-	CMPQ R8, $64
-	JLO  moveby
-	MOVQ R8, AX
-
-moveby:
+moveto:
+	// The next window starts at w+AX.
 	ADDQ AX, DI
 	JMP  window
 
 more:
 	// The tag at t runs past the window: the next window starts at it,
 	// unless it already does.
-	TESTQ R8, R8
-	JEQ  stop
-	ADDQ R8, DI
+	TESTQ R10, R10
+	JEQ  done
+	ADDQ R10, DI
 	JMP  window
 
 stop:
-	ADDQ R8, DI
+	ADDQ R10, DI
 
 done:
 	MOVQ DI, ret+40(FP)
 	VZEROUPPER
 	RET
 '''
-import io
-m = []
-save = out[:]
-out.clear()
-masks()
-maskcode = '\n'.join(out)
-out[:] = save
-a(body.replace('@MASKS@', maskcode).rstrip('\n'))
+def code(f):
+    save = out[:]
+    out.clear()
+    f()
+    c = '\n'.join(out)
+    out[:] = save
+    return c
+def avx2():
+    a('\tVMOVDQU (R14), Y0')
+    a('\tVMOVDQU 32(R14), Y1')
+    masks()
+a(body.replace('@MASKS@', code(avx2)).rstrip('\n'))
+a('')
+a('// func skipWindowsAVX512(b []byte, i int, tab *skipTables) int')
+a('TEXT ·skipWindowsAVX512(SB), NOSPLIT, $48-48')
+a(body.replace('@MASKS@', code(masks512)).rstrip('\n'))
 open('skip_amd64.s','w').write('\n'.join(out)+'\n')

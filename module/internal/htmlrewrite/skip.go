@@ -97,164 +97,158 @@ func maskWindow(p []byte, m *window) {
 	m.u |= sl & (sl >> 1)
 }
 
-// Results of window.tag besides a tag's end.
-const (
-	tagStop = 0  // the tag needs skipData
-	tagMore = -1 // the tag runs past the window
-)
-
 // skipWindows passes over text and the tags that need nothing from the
 // rewriter from b[i], i in the data state, and returns where it stopped:
 // at the '<' of markup it does not read, or in text with less than a
 // window of input left.
 func skipWindows(b []byte, i int, tab *skipTables) int {
 	var m window
-	w := i
-	if len(b)-w < 64 {
-		return w
+	for w := i; ; {
+		if len(b)-w < 64 {
+			return w
+		}
+		p := b[w : w+64]
+		maskWindow(p, &m)
+		k, stop := m.walk(p, tab)
+		if stop || k == 0 {
+			return w + k
+		}
+		w += k
 	}
-	maskWindow(b[w:w+64], &m)
-	pos := 0
-	for {
-		t := bits.TrailingZeros64(m.lt >> pos << pos)
-		if t > 60 {
-			// Text to the window's end, or a tag too close to it: the
-			// next window starts here.
-			w += t
-			if len(b)-w < 64 {
-				return w
-			}
-			maskWindow(b[w:w+64], &m)
-			pos = 0
+}
+
+// walk reads the window p[:64] from its start, in the data state, one
+// byte that may change the state ('<', '>', a quote) at a time. It
+// returns where it stops and true, at the '<' of markup skipData must
+// read, or where the next window starts (a tag that runs past this
+// window starts it) and false.
+//
+// Each step depends on the one before only through the mask of the bytes
+// left, one instruction; the rest of a step (a name's end, the checks of
+// a quote) can run in parallel with the next steps.
+func (m *window) walk(p []byte, tab *skipTables) (int, bool) {
+	p = p[:64]
+	left := m.lt | m.gt | m.dq | m.sq
+	// The tag being read: its '<' at t, its name up to e, s the last byte
+	// after which it is between attributes, whether it loads a URL.
+	var t, e, s int
+	var res bool
+	for left != 0 {
+		// Data.
+		k := bits.TrailingZeros64(left)
+		left &= left - 1
+		if p[k] != '<' {
 			continue
 		}
-		end := m.tag(b[w:w+64], t, tab)
-		switch {
-		case end > 0:
-			pos = end
-		case end == tagMore && t > 0:
-			w += t
-			if len(b)-w < 64 {
-				return w
+		if k > 60 {
+			return k, false
+		}
+		t = k
+		n := t + 1
+		c := p[n]
+		endTag := c == '/'
+		if endTag {
+			n++
+			c = p[n]
+		}
+		if !isLetter(c) {
+			return t, true // a comment, doctype, bogus comment or text
+		}
+		d := m.del >> (n + 1)
+		if d == 0 {
+			return more(t)
+		}
+		e = n + 1 + bits.TrailingZeros64(d)
+		res = false
+		if l := e - n; l < 16 {
+			switch {
+			case endTag:
+				if tab.end[c]>>l&1 != 0 {
+					return t, true
+				}
+			case tab.start[c]>>l&1 != 0:
+				return t, true
+			default:
+				res = tab.res[c]>>l&1 != 0
 			}
-			maskWindow(b[w:w+64], &m)
-			pos = 0
-		default:
-			return w + t
+		}
+		if c := p[e]; c != '>' && c != ' ' && c != '/' {
+			return t, true // white space other than ' ', or a control byte
+		}
+		s = e
+	tag:
+		// In the tag, after its name.
+		for {
+			if left == 0 {
+				return more(t)
+			}
+			k := bits.TrailingZeros64(left)
+			left &= left - 1
+			if k < e {
+				continue // a quote or '<' in the name
+			}
+			switch p[k] {
+			case '<':
+				continue
+			case '>':
+				if res && m.u&(lowBits(k+1)&^lowBits(t)) != 0 {
+					return t, true
+				}
+				break tag
+			}
+			// A quote: it must open a value (see quoteOpens).
+			if !m.quoteOpens(p, k, s) {
+				return t, true
+			}
+			q := p[k]
+			for {
+				if left == 0 {
+					return more(t)
+				}
+				k := bits.TrailingZeros64(left)
+				left &= left - 1
+				if p[k] == q {
+					s = k
+					break
+				}
+			}
 		}
 	}
+	return 64, false
 }
 
-// tag reads the tag whose '<' is p[t], t <= 60, from the masks of p[:64].
-// It returns the offset past its '>' when the tag needs nothing from the
-// rewriter, tagStop when skipData must read it, or tagMore when it does
-// not end in the window.
-func (m *window) tag(p []byte, t int, tab *skipTables) int {
-	p = p[:64]
-	n := t + 1
-	c := p[n]
-	endTag := c == '/'
-	if endTag {
-		n++
-		c = p[n]
-	}
-	if !isLetter(c) {
-		return tagStop // a comment, doctype, bogus comment or text
-	}
-	d := m.del >> (n + 1)
-	if d == 0 {
-		return tagMore
-	}
-	e := n + 1 + bits.TrailingZeros64(d)
-	res := false
-	if l := e - n; l < 16 {
-		switch {
-		case endTag:
-			if tab.end[c]>>l&1 != 0 {
-				return tagStop
-			}
-		case tab.start[c]>>l&1 != 0:
-			return tagStop
-		default:
-			res = tab.res[c]>>l&1 != 0
-		}
-	}
-	var end int
-	switch p[e] {
-	case '>':
-		end = e + 1
-	case ' ', '/':
-		end = m.attrs(p, e)
-		if end <= 0 {
-			return end
-		}
-	default:
-		return tagStop // white space other than ' ', or a control byte
-	}
-	if res && m.u&(lowBits(end)&^lowBits(t)) != 0 {
-		return tagStop
-	}
-	return end
-}
+// more is walk's answer for a tag at t that runs past the window: the
+// next window starts at it, or, when the window already does, the tag
+// is too long for the fast path.
+func more(t int) (int, bool) { return t, t == 0 }
 
-// attrs reads a tag's attributes from p[e], the ' ' or '/' after its
-// name, as scanTag does for the shapes it knows, and returns the offset
-// past the tag's '>', tagStop or tagMore. Between quoted values a '>'
-// ends the tag in every state, so the work is in telling whether a quote
-// opens a value: only right after an '=' that ends an attribute name,
-// which here must follow ' ', the tag name or a quoted value.
-func (m *window) attrs(p []byte, e int) int {
+// quoteOpens tells whether the quote at p[q], the first byte after s
+// other than '<' that may end the tag, opens an attribute value; s is
+// the tag name's end or the last closing quote, after which the tag is
+// between attributes. A quote opens a value only right after an '=' that
+// ends an attribute name; here the name must follow s itself, or ' '
+// after a byte other than '=' (after an '=', the name would be an
+// unquoted value) and other white space. Any other shape is left to
+// scanTag.
+func (m *window) quoteOpens(p []byte, q, s int) bool {
 	p = p[:64]
-	// s: a byte after which the tag is between attributes, the name's end
-	// or a closing quote.
-	s := e
-	for {
-		if s >= 63 {
-			return tagMore
-		}
-		gm := m.gt >> (s + 1)
-		if gm == 0 {
-			return tagMore
-		}
-		g := s + 1 + bits.TrailingZeros64(gm)
-		qm := (m.dq | m.sq) & lowBits(g) &^ lowBits(s+1)
-		if qm == 0 {
-			return g + 1
-		}
-		q := bits.TrailingZeros64(qm)
-		if p[q-1] != '=' {
-			return tagStop
-		}
-		// The name before the '=': from the last byte that ends a name.
-		r := 63 - bits.LeadingZeros64(m.x&lowBits(q-1))
-		if r >= q-2 {
-			return tagStop // no name: the '=' is one
-		}
-		if r != s {
-			// White space before the name: the tag is between attributes
-			// unless the last byte before it is an '=' (then the name is
-			// an unquoted value).
-			if p[r] != ' ' {
-				return tagStop
-			}
-			k := 63 - bits.LeadingZeros64(^m.sp&lowBits(r))
-			if c := p[k]; c == '=' || c <= '\r' {
-				return tagStop
-			}
-		}
-		if q >= 63 {
-			return tagMore
-		}
-		km := m.dq
-		if p[q] == '\'' {
-			km = m.sq
-		}
-		cm := km >> (q + 1)
-		if cm == 0 {
-			return tagMore
-		}
-		s = q + 1 + bits.TrailingZeros64(cm)
+	if p[q-1] != '=' {
+		return false
 	}
+	// The byte before the name.
+	r := 63 - bits.LeadingZeros64(m.x&lowBits(q-1))
+	if r >= q-2 {
+		return false // no name: the '=' is one
+	}
+	if r == s {
+		return true
+	}
+	if p[r] != ' ' {
+		return false
+	}
+	k := 63 - bits.LeadingZeros64(^m.sp&lowBits(r))
+	c := p[k]
+	return c != '=' && c > '\r'
 }
 
 // lowBits returns a mask of the bits below n, n <= 64.
@@ -263,3 +257,9 @@ func lowBits(n int) uint64 { return 1<<n - 1 }
 // useWindows: skipData goes through skipFast first. Only with vector
 // instructions to make the masks is that faster than skipData alone.
 var useWindows = haveVector
+
+// skipImpl is an implementation of skipWindows.
+type skipImpl struct {
+	name string
+	skip func(b []byte, i int, tab *skipTables) int
+}

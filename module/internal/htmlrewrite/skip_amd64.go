@@ -6,19 +6,41 @@ import "golang.org/x/sys/cpu"
 
 //go:generate python3 gen_skip.py
 
-// skipWindowsAVX2 is skipWindows in assembly (skip_amd64.s, made by
-// gen_skip.py): the masks of a window take a few dozen vector
-// instructions instead of a loop over its 64 bytes, and the bit
-// operations need no checks.
+// skipWindowsAVX2 and skipWindowsAVX512 are skipWindows in assembly
+// (skip_amd64.s, made by gen_skip.py): the masks of a window take a few
+// dozen vector instructions instead of a loop over its 64 bytes, and the
+// bit operations need no checks.
 //
 //go:noescape
 func skipWindowsAVX2(b []byte, i int, tab *skipTables) int
 
-var haveVector = cpu.X86.HasAVX2 && cpu.X86.HasBMI1 && cpu.X86.HasBMI2
+//go:noescape
+func skipWindowsAVX512(b []byte, i int, tab *skipTables) int
+
+var (
+	haveAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasBMI1 && cpu.X86.HasBMI2
+	haveAVX512 = haveAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
+	haveVector = haveAVX2
+)
+
+// skipImpls are the implementations of skipWindows this CPU runs, the
+// fastest first.
+var skipImpls = func() (impls []skipImpl) {
+	if haveAVX512 {
+		impls = append(impls, skipImpl{"AVX-512", skipWindowsAVX512})
+	}
+	if haveAVX2 {
+		impls = append(impls, skipImpl{"AVX2", skipWindowsAVX2})
+	}
+	return append(impls, skipImpl{"Go", skipWindows})
+}()
 
 // skipFast is skipWindows as fast as the CPU runs it.
 func skipFast(b []byte, i int, tab *skipTables) int {
-	if haveVector {
+	switch {
+	case haveAVX512:
+		return skipWindowsAVX512(b, i, tab)
+	case haveAVX2:
 		return skipWindowsAVX2(b, i, tab)
 	}
 	return skipWindows(b, i, tab)

@@ -4,9 +4,9 @@
 
 #include "textflag.h"
 
-// skipWindowsAVX2 is skipWindows (skip.go) with the masks made by AVX2
-// instructions and the bit operations of BMI1 and BMI2. Its locals are the
-// masks not kept in registers.
+// skipWindowsAVX2 and skipWindowsAVX512 are skipWindows (skip.go) with the
+// masks made by vector instructions and the bit operations of BMI1 and
+// BMI2. Their locals are the masks not kept in registers.
 #define DEL 0(SP)
 #define X 8(SP)
 #define DQ 16(SP)
@@ -18,67 +18,111 @@ DATA c_lt<>+0(SB)/8, $0x3c3c3c3c3c3c3c3c
 DATA c_lt<>+8(SB)/8, $0x3c3c3c3c3c3c3c3c
 DATA c_lt<>+16(SB)/8, $0x3c3c3c3c3c3c3c3c
 DATA c_lt<>+24(SB)/8, $0x3c3c3c3c3c3c3c3c
-GLOBL c_lt<>(SB), RODATA|NOPTR, $32
+DATA c_lt<>+32(SB)/8, $0x3c3c3c3c3c3c3c3c
+DATA c_lt<>+40(SB)/8, $0x3c3c3c3c3c3c3c3c
+DATA c_lt<>+48(SB)/8, $0x3c3c3c3c3c3c3c3c
+DATA c_lt<>+56(SB)/8, $0x3c3c3c3c3c3c3c3c
+GLOBL c_lt<>(SB), RODATA|NOPTR, $64
 
 DATA c_gt<>+0(SB)/8, $0x3e3e3e3e3e3e3e3e
 DATA c_gt<>+8(SB)/8, $0x3e3e3e3e3e3e3e3e
 DATA c_gt<>+16(SB)/8, $0x3e3e3e3e3e3e3e3e
 DATA c_gt<>+24(SB)/8, $0x3e3e3e3e3e3e3e3e
-GLOBL c_gt<>(SB), RODATA|NOPTR, $32
+DATA c_gt<>+32(SB)/8, $0x3e3e3e3e3e3e3e3e
+DATA c_gt<>+40(SB)/8, $0x3e3e3e3e3e3e3e3e
+DATA c_gt<>+48(SB)/8, $0x3e3e3e3e3e3e3e3e
+DATA c_gt<>+56(SB)/8, $0x3e3e3e3e3e3e3e3e
+GLOBL c_gt<>(SB), RODATA|NOPTR, $64
 
 DATA c_dq<>+0(SB)/8, $0x2222222222222222
 DATA c_dq<>+8(SB)/8, $0x2222222222222222
 DATA c_dq<>+16(SB)/8, $0x2222222222222222
 DATA c_dq<>+24(SB)/8, $0x2222222222222222
-GLOBL c_dq<>(SB), RODATA|NOPTR, $32
+DATA c_dq<>+32(SB)/8, $0x2222222222222222
+DATA c_dq<>+40(SB)/8, $0x2222222222222222
+DATA c_dq<>+48(SB)/8, $0x2222222222222222
+DATA c_dq<>+56(SB)/8, $0x2222222222222222
+GLOBL c_dq<>(SB), RODATA|NOPTR, $64
 
 DATA c_sq<>+0(SB)/8, $0x2727272727272727
 DATA c_sq<>+8(SB)/8, $0x2727272727272727
 DATA c_sq<>+16(SB)/8, $0x2727272727272727
 DATA c_sq<>+24(SB)/8, $0x2727272727272727
-GLOBL c_sq<>(SB), RODATA|NOPTR, $32
+DATA c_sq<>+32(SB)/8, $0x2727272727272727
+DATA c_sq<>+40(SB)/8, $0x2727272727272727
+DATA c_sq<>+48(SB)/8, $0x2727272727272727
+DATA c_sq<>+56(SB)/8, $0x2727272727272727
+GLOBL c_sq<>(SB), RODATA|NOPTR, $64
 
 DATA c_sp<>+0(SB)/8, $0x2020202020202020
 DATA c_sp<>+8(SB)/8, $0x2020202020202020
 DATA c_sp<>+16(SB)/8, $0x2020202020202020
 DATA c_sp<>+24(SB)/8, $0x2020202020202020
-GLOBL c_sp<>(SB), RODATA|NOPTR, $32
+DATA c_sp<>+32(SB)/8, $0x2020202020202020
+DATA c_sp<>+40(SB)/8, $0x2020202020202020
+DATA c_sp<>+48(SB)/8, $0x2020202020202020
+DATA c_sp<>+56(SB)/8, $0x2020202020202020
+GLOBL c_sp<>(SB), RODATA|NOPTR, $64
 
 DATA c_sl<>+0(SB)/8, $0x2f2f2f2f2f2f2f2f
 DATA c_sl<>+8(SB)/8, $0x2f2f2f2f2f2f2f2f
 DATA c_sl<>+16(SB)/8, $0x2f2f2f2f2f2f2f2f
 DATA c_sl<>+24(SB)/8, $0x2f2f2f2f2f2f2f2f
-GLOBL c_sl<>(SB), RODATA|NOPTR, $32
+DATA c_sl<>+32(SB)/8, $0x2f2f2f2f2f2f2f2f
+DATA c_sl<>+40(SB)/8, $0x2f2f2f2f2f2f2f2f
+DATA c_sl<>+48(SB)/8, $0x2f2f2f2f2f2f2f2f
+DATA c_sl<>+56(SB)/8, $0x2f2f2f2f2f2f2f2f
+GLOBL c_sl<>(SB), RODATA|NOPTR, $64
 
 DATA c_eq<>+0(SB)/8, $0x3d3d3d3d3d3d3d3d
 DATA c_eq<>+8(SB)/8, $0x3d3d3d3d3d3d3d3d
 DATA c_eq<>+16(SB)/8, $0x3d3d3d3d3d3d3d3d
 DATA c_eq<>+24(SB)/8, $0x3d3d3d3d3d3d3d3d
-GLOBL c_eq<>(SB), RODATA|NOPTR, $32
+DATA c_eq<>+32(SB)/8, $0x3d3d3d3d3d3d3d3d
+DATA c_eq<>+40(SB)/8, $0x3d3d3d3d3d3d3d3d
+DATA c_eq<>+48(SB)/8, $0x3d3d3d3d3d3d3d3d
+DATA c_eq<>+56(SB)/8, $0x3d3d3d3d3d3d3d3d
+GLOBL c_eq<>(SB), RODATA|NOPTR, $64
 
 DATA c_bs<>+0(SB)/8, $0x5c5c5c5c5c5c5c5c
 DATA c_bs<>+8(SB)/8, $0x5c5c5c5c5c5c5c5c
 DATA c_bs<>+16(SB)/8, $0x5c5c5c5c5c5c5c5c
 DATA c_bs<>+24(SB)/8, $0x5c5c5c5c5c5c5c5c
-GLOBL c_bs<>(SB), RODATA|NOPTR, $32
+DATA c_bs<>+32(SB)/8, $0x5c5c5c5c5c5c5c5c
+DATA c_bs<>+40(SB)/8, $0x5c5c5c5c5c5c5c5c
+DATA c_bs<>+48(SB)/8, $0x5c5c5c5c5c5c5c5c
+DATA c_bs<>+56(SB)/8, $0x5c5c5c5c5c5c5c5c
+GLOBL c_bs<>(SB), RODATA|NOPTR, $64
 
 DATA c_amp<>+0(SB)/8, $0x2626262626262626
 DATA c_amp<>+8(SB)/8, $0x2626262626262626
 DATA c_amp<>+16(SB)/8, $0x2626262626262626
 DATA c_amp<>+24(SB)/8, $0x2626262626262626
-GLOBL c_amp<>(SB), RODATA|NOPTR, $32
+DATA c_amp<>+32(SB)/8, $0x2626262626262626
+DATA c_amp<>+40(SB)/8, $0x2626262626262626
+DATA c_amp<>+48(SB)/8, $0x2626262626262626
+DATA c_amp<>+56(SB)/8, $0x2626262626262626
+GLOBL c_amp<>(SB), RODATA|NOPTR, $64
 
 DATA c_colon<>+0(SB)/8, $0x3a3a3a3a3a3a3a3a
 DATA c_colon<>+8(SB)/8, $0x3a3a3a3a3a3a3a3a
 DATA c_colon<>+16(SB)/8, $0x3a3a3a3a3a3a3a3a
 DATA c_colon<>+24(SB)/8, $0x3a3a3a3a3a3a3a3a
-GLOBL c_colon<>(SB), RODATA|NOPTR, $32
+DATA c_colon<>+32(SB)/8, $0x3a3a3a3a3a3a3a3a
+DATA c_colon<>+40(SB)/8, $0x3a3a3a3a3a3a3a3a
+DATA c_colon<>+48(SB)/8, $0x3a3a3a3a3a3a3a3a
+DATA c_colon<>+56(SB)/8, $0x3a3a3a3a3a3a3a3a
+GLOBL c_colon<>(SB), RODATA|NOPTR, $64
 
 DATA c_ctl<>+0(SB)/8, $0x0d0d0d0d0d0d0d0d
 DATA c_ctl<>+8(SB)/8, $0x0d0d0d0d0d0d0d0d
 DATA c_ctl<>+16(SB)/8, $0x0d0d0d0d0d0d0d0d
 DATA c_ctl<>+24(SB)/8, $0x0d0d0d0d0d0d0d0d
-GLOBL c_ctl<>(SB), RODATA|NOPTR, $32
+DATA c_ctl<>+32(SB)/8, $0x0d0d0d0d0d0d0d0d
+DATA c_ctl<>+40(SB)/8, $0x0d0d0d0d0d0d0d0d
+DATA c_ctl<>+48(SB)/8, $0x0d0d0d0d0d0d0d0d
+DATA c_ctl<>+56(SB)/8, $0x0d0d0d0d0d0d0d0d
+GLOBL c_ctl<>(SB), RODATA|NOPTR, $64
 
 // func skipWindowsAVX2(b []byte, i int, tab *skipTables) int
 TEXT ·skipWindowsAVX2(SB), NOSPLIT, $48-48
@@ -87,7 +131,8 @@ TEXT ·skipWindowsAVX2(SB), NOSPLIT, $48-48
 	MOVQ i+24(FP), DI
 
 window:
-	// A window at w (DI) if 64 bytes are left.
+	// A window at w (DI) if 64 bytes are left; left (R9): its bytes that
+	// may change the state.
 	MOVQ DX, AX
 	SUBQ DI, AX
 	CMPQ AX, $64
@@ -189,171 +234,361 @@ window:
 	ANDQ CX, BX
 	ORQ BX, AX
 	MOVQ AX, URL
-	XORL R8, R8
+	ORQ R10, R9
+	ORQ R11, R9
 
-next:
-	// The next '<' at or after pos (R8).
-	CMPQ R8, $64
-	JHS  advance
-	SHRXQ R8, R9, AX
-	SHLXQ R8, AX, AX
-	TZCNTQ AX, AX
+data:
+	// Data: the next '<'.
+	TESTQ R9, R9
+	JEQ  next64
+	TZCNTQ R9, AX
+	BLSRQ R9, R9
+	CMPB (R14)(AX*1), $0x3c
+	JNE  data
 	CMPQ AX, $60
-	JHI  advance
-	MOVQ AX, R8
+	JHI  moveto
 
-	// The tag at t (R8): c (AX), n (R12), its table (R13).
-	MOVBLZX 1(R14)(R8*1), AX
-	LEAQ 1(R8), R12
+	// A tag at t (R10): c (CX), n (R12), its table (R13).
+	MOVQ AX, R10
+	MOVBLZX 1(R14)(AX*1), CX
+	LEAQ 1(AX), R12
 	XORL R13, R13
-	CMPB AL, $0x2f
+	CMPB CL, $0x2f
 	JNE  name
-	MOVBLZX 2(R14)(R8*1), AX
-	LEAQ 2(R8), R12
+	MOVBLZX 2(R14)(AX*1), CX
+	LEAQ 2(AX), R12
 	MOVL $1024, R13
 
 name:
-	MOVL AX, BX
+	MOVL CX, BX
 	ORL  $0x20, BX
 	SUBL $0x61, BX
 	CMPL BX, $25
 	JHI  stop
-	// e (BX): the first del after n.
-	LEAQ 1(R12), CX
+	// e (R11): the first del after n.
+	LEAQ 1(R12), R8
 	MOVQ DEL, BX
-	SHRXQ CX, BX, BX
+	SHRXQ R8, BX, BX
 	TZCNTQ BX, BX
 	CMPQ BX, $64
 	JEQ  more
-	ADDQ CX, BX
-	// The name's length (CX) in the tables; res (SI).
-	MOVQ BX, CX
-	SUBQ R12, CX
+	LEAQ (BX)(R8*1), R11
+	// The name's length (R8) in the tables; res (SI).
+	MOVQ R11, R8
+	SUBQ R12, R8
 	XORL SI, SI
-	CMPQ CX, $16
+	CMPQ R8, $16
 	JHS  delim
-	MOVQ tab+32(FP), R12
-	ADDQ R13, R12
-	MOVWLZX (R12)(AX*2), R13
-	SHRXL CX, R13, R13
+	MOVQ tab+32(FP), BX
+	ADDQ R13, BX
+	MOVWLZX (BX)(CX*2), R13
+	SHRXL R8, R13, R13
 	TESTL $1, R13
 	JNE  stop
-	MOVWLZX 512(R12)(AX*2), SI
-	SHRXL CX, SI, SI
+	MOVWLZX 512(BX)(CX*2), SI
+	SHRXL R8, SI, SI
 	ANDL $1, SI
 
 delim:
-	MOVBLZX (R14)(BX*1), AX
-	CMPB AL, $0x3e
-	JEQ  gtname
-	CMPB AL, $0x20
-	JEQ  attrs
-	CMPB AL, $0x2f
+	MOVBLZX (R14)(R11*1), CX
+	CMPB CL, $0x3e
+	JEQ  named
+	CMPB CL, $0x20
+	JEQ  named
+	CMPB CL, $0x2f
 	JNE  stop
 
-attrs:
-	// Between attributes after s (BX).
-	CMPQ BX, $63
-	JHS  more
-	LEAQ 1(BX), CX
-	// g (AX): the next '>'.
-	SHRXQ CX, R10, AX
-	TZCNTQ AX, AX
-	CMPQ AX, $64
+named:
+	MOVQ R11, R12
+
+tag:
+	// In the tag after its name; s (R12).
+	TESTQ R9, R9
 	JEQ  more
-	ADDQ CX, AX
-	// q (R12): the first quote between s and g.
-	SHRXQ CX, R11, R12
-	SHLXQ CX, R12, R12
-	BZHIQ AX, R12, R12
-	TZCNTQ R12, R12
-	CMPQ R12, $64
-	JEQ  gtfound
-	CMPB -1(R14)(R12*1), $0x3d
+	TZCNTQ R9, AX
+	BLSRQ R9, R9
+	CMPQ AX, R11
+	JLO  tag
+	MOVBLZX (R14)(AX*1), CX
+	CMPB CL, $0x3e
+	JEQ  tagend
+	CMPB CL, $0x3c
+	JEQ  tag
+	// A quote at AX: it must open a value (quoteOpens).
+	CMPB -1(R14)(AX*1), $0x3d
 	JNE  stop
-	// r (R13): the last byte before the name.
-	LEAQ -1(R12), CX
+	LEAQ -1(AX), R8
 	MOVQ X, R13
-	BZHIQ CX, R13, R13
+	BZHIQ R8, R13, R13
 	BSRQ R13, R13
-	LEAQ -2(R12), CX
-	CMPQ R13, CX
+	LEAQ -2(AX), R8
+	CMPQ R13, R8
 	JGE  stop
-	CMPQ R13, BX
-	JEQ  opened
+	CMPQ R13, R12
+	JEQ  quoted
 	CMPB (R14)(R13*1), $0x20
 	JNE  stop
-	MOVQ SPC, CX
-	NOTQ CX
-	BZHIQ R13, CX, CX
-	BSRQ CX, CX
-	MOVBLZX (R14)(CX*1), CX
-	CMPB CL, $0x3d
+	MOVQ SPC, R8
+	NOTQ R8
+	BZHIQ R13, R8, R8
+	BSRQ R8, R8
+	MOVBLZX (R14)(R8*1), R8
+	CMPB R8B, $0x3d
 	JEQ  stop
-	CMPB CL, $0x0d
+	CMPB R8B, $0x0d
 	JLS  stop
 
-opened:
-	// s (BX): the closing quote.
-	CMPQ R12, $63
-	JHS  more
-	LEAQ 1(R12), CX
-	MOVQ DQ, R13
-	CMPB (R14)(R12*1), $0x27
-	JNE  closing
-	MOVQ SQ, R13
-
-closing:
-	SHRXQ CX, R13, R13
-	TZCNTQ R13, R13
-	CMPQ R13, $64
+quoted:
+	// In a value quoted with CL, up to the closing quote.
+	TESTQ R9, R9
 	JEQ  more
-	LEAQ (R13)(CX*1), BX
-	JMP  attrs
-
-gtname:
-	LEAQ 1(BX), AX
-	JMP  tagend
-
-gtfound:
-	INCQ AX
+	TZCNTQ R9, AX
+	BLSRQ R9, R9
+	CMPB (R14)(AX*1), CL
+	JNE  quoted
+	MOVQ AX, R12
+	JMP  tag
 
 tagend:
-	// The tag ends before AX; a URL-loading tag passes only without a
-	// byte that may make a URL leave the origin.
+	// The tag ends at AX; a URL-loading tag passes only without a byte
+	// that may make a URL leave the origin.
 	TESTL SI, SI
-	JEQ  pass
-	MOVQ URL, CX
-	BZHIQ AX, CX, CX
-	SHRXQ R8, CX, CX
-	TESTQ CX, CX
+	JEQ  data
+	INCQ AX
+	MOVQ URL, R8
+	BZHIQ AX, R8, R8
+	SHRXQ R10, R8, R8
+	TESTQ R8, R8
 	JNE  stop
+	JMP  data
 
-pass:
-	MOVQ AX, R8
-	JMP  next
+next64:
+	MOVL $64, AX
 
-advance:
-	// No '<' left in the window, or one too close to its end: the next
-	// window starts at w+t (AX, up to 64).
-	CMPQ R8, $64
-	JLO  moveby
-	MOVQ R8, AX
-
-moveby:
+moveto:
+	// The next window starts at w+AX.
 	ADDQ AX, DI
 	JMP  window
 
 more:
 	// The tag at t runs past the window: the next window starts at it,
 	// unless it already does.
-	TESTQ R8, R8
-	JEQ  stop
-	ADDQ R8, DI
+	TESTQ R10, R10
+	JEQ  done
+	ADDQ R10, DI
 	JMP  window
 
 stop:
-	ADDQ R8, DI
+	ADDQ R10, DI
+
+done:
+	MOVQ DI, ret+40(FP)
+	VZEROUPPER
+	RET
+
+// func skipWindowsAVX512(b []byte, i int, tab *skipTables) int
+TEXT ·skipWindowsAVX512(SB), NOSPLIT, $48-48
+
+	MOVQ b_len+8(FP), DX
+	MOVQ i+24(FP), DI
+
+window:
+	// A window at w (DI) if 64 bytes are left; left (R9): its bytes that
+	// may change the state.
+	MOVQ DX, AX
+	SUBQ DI, AX
+	CMPQ AX, $64
+	JLT  done
+	MOVQ b_base+0(FP), R14
+	ADDQ DI, R14
+	VMOVDQU8 (R14), Z0
+	VPCMPEQB c_lt<>(SB), Z0, K1
+	KMOVQ K1, R9
+	VPCMPEQB c_gt<>(SB), Z0, K1
+	KMOVQ K1, R10
+	VPCMPEQB c_dq<>(SB), Z0, K1
+	KMOVQ K1, AX
+	MOVQ AX, DQ
+	MOVQ AX, R11
+	VPCMPEQB c_sq<>(SB), Z0, K1
+	KMOVQ K1, AX
+	MOVQ AX, SQ
+	ORQ AX, R11
+	VPCMPEQB c_sp<>(SB), Z0, K1
+	KMOVQ K1, BX
+	MOVQ BX, SPC
+	VPCMPEQB c_sl<>(SB), Z0, K1
+	KMOVQ K1, CX
+	VPMINUB c_ctl<>(SB), Z0, Z1
+	VPCMPEQB Z1, Z0, K1
+	KMOVQ K1, R12
+	ORQ R10, BX
+	ORQ CX, BX
+	ORQ R12, BX
+	MOVQ BX, DEL
+	VPCMPEQB c_eq<>(SB), Z0, K1
+	KMOVQ K1, AX
+	ORQ AX, BX
+	ORQ R11, BX
+	MOVQ BX, X
+	VPCMPEQB c_bs<>(SB), Z0, K1
+	VPCMPEQB c_amp<>(SB), Z0, K2
+	VPCMPEQB c_colon<>(SB), Z0, K3
+	KORQ K1, K2, K1
+	KORQ K1, K3, K1
+	KMOVQ K1, AX
+	ORQ R12, AX
+	MOVQ CX, BX
+	SHRQ $1, BX
+	ANDQ CX, BX
+	ORQ BX, AX
+	MOVQ AX, URL
+	ORQ R10, R9
+	ORQ R11, R9
+
+data:
+	// Data: the next '<'.
+	TESTQ R9, R9
+	JEQ  next64
+	TZCNTQ R9, AX
+	BLSRQ R9, R9
+	CMPB (R14)(AX*1), $0x3c
+	JNE  data
+	CMPQ AX, $60
+	JHI  moveto
+
+	// A tag at t (R10): c (CX), n (R12), its table (R13).
+	MOVQ AX, R10
+	MOVBLZX 1(R14)(AX*1), CX
+	LEAQ 1(AX), R12
+	XORL R13, R13
+	CMPB CL, $0x2f
+	JNE  name
+	MOVBLZX 2(R14)(AX*1), CX
+	LEAQ 2(AX), R12
+	MOVL $1024, R13
+
+name:
+	MOVL CX, BX
+	ORL  $0x20, BX
+	SUBL $0x61, BX
+	CMPL BX, $25
+	JHI  stop
+	// e (R11): the first del after n.
+	LEAQ 1(R12), R8
+	MOVQ DEL, BX
+	SHRXQ R8, BX, BX
+	TZCNTQ BX, BX
+	CMPQ BX, $64
+	JEQ  more
+	LEAQ (BX)(R8*1), R11
+	// The name's length (R8) in the tables; res (SI).
+	MOVQ R11, R8
+	SUBQ R12, R8
+	XORL SI, SI
+	CMPQ R8, $16
+	JHS  delim
+	MOVQ tab+32(FP), BX
+	ADDQ R13, BX
+	MOVWLZX (BX)(CX*2), R13
+	SHRXL R8, R13, R13
+	TESTL $1, R13
+	JNE  stop
+	MOVWLZX 512(BX)(CX*2), SI
+	SHRXL R8, SI, SI
+	ANDL $1, SI
+
+delim:
+	MOVBLZX (R14)(R11*1), CX
+	CMPB CL, $0x3e
+	JEQ  named
+	CMPB CL, $0x20
+	JEQ  named
+	CMPB CL, $0x2f
+	JNE  stop
+
+named:
+	MOVQ R11, R12
+
+tag:
+	// In the tag after its name; s (R12).
+	TESTQ R9, R9
+	JEQ  more
+	TZCNTQ R9, AX
+	BLSRQ R9, R9
+	CMPQ AX, R11
+	JLO  tag
+	MOVBLZX (R14)(AX*1), CX
+	CMPB CL, $0x3e
+	JEQ  tagend
+	CMPB CL, $0x3c
+	JEQ  tag
+	// A quote at AX: it must open a value (quoteOpens).
+	CMPB -1(R14)(AX*1), $0x3d
+	JNE  stop
+	LEAQ -1(AX), R8
+	MOVQ X, R13
+	BZHIQ R8, R13, R13
+	BSRQ R13, R13
+	LEAQ -2(AX), R8
+	CMPQ R13, R8
+	JGE  stop
+	CMPQ R13, R12
+	JEQ  quoted
+	CMPB (R14)(R13*1), $0x20
+	JNE  stop
+	MOVQ SPC, R8
+	NOTQ R8
+	BZHIQ R13, R8, R8
+	BSRQ R8, R8
+	MOVBLZX (R14)(R8*1), R8
+	CMPB R8B, $0x3d
+	JEQ  stop
+	CMPB R8B, $0x0d
+	JLS  stop
+
+quoted:
+	// In a value quoted with CL, up to the closing quote.
+	TESTQ R9, R9
+	JEQ  more
+	TZCNTQ R9, AX
+	BLSRQ R9, R9
+	CMPB (R14)(AX*1), CL
+	JNE  quoted
+	MOVQ AX, R12
+	JMP  tag
+
+tagend:
+	// The tag ends at AX; a URL-loading tag passes only without a byte
+	// that may make a URL leave the origin.
+	TESTL SI, SI
+	JEQ  data
+	INCQ AX
+	MOVQ URL, R8
+	BZHIQ AX, R8, R8
+	SHRXQ R10, R8, R8
+	TESTQ R8, R8
+	JNE  stop
+	JMP  data
+
+next64:
+	MOVL $64, AX
+
+moveto:
+	// The next window starts at w+AX.
+	ADDQ AX, DI
+	JMP  window
+
+more:
+	// The tag at t runs past the window: the next window starts at it,
+	// unless it already does.
+	TESTQ R10, R10
+	JEQ  done
+	ADDQ R10, DI
+	JMP  window
+
+stop:
+	ADDQ R10, DI
 
 done:
 	MOVQ DI, ret+40(FP)

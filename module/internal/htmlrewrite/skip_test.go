@@ -49,10 +49,7 @@ func checkSkipWindows(t *testing.T, b []byte) {
 	t.Helper()
 	for seen := range 2 {
 		inData, stop := dataWalk(b, seen == 1)
-		for _, impl := range []struct {
-			name string
-			skip func([]byte, int, *skipTables) int
-		}{{"skipWindows", skipWindows}, {"skipFast", skipFast}} {
+		for _, impl := range skipImpls {
 			k := impl.skip(b, 0, &skipTabs[seen])
 			if k > stop || !inData[k] {
 				t.Fatalf("%s, base seen %v: stopped at %d, in the data state: %v; the tag machine stops at %d\ninput %q\nfrom there %q",
@@ -92,6 +89,9 @@ var windowWords = strings.Fields(`< > </ / = == " ' "" '' =" =' =x x= a b c <a <
 	="a>b" ='a>b' x="a>b" x=y="a>b" x==="a>b" x="1"="a>b" x=/y="a>b" x=y/z="a>b" <a/x="a>b" <a="a>b"`)
 
 func TestSkipWindowsStopsWhereItMust(t *testing.T) {
+	for _, impl := range skipImpls {
+		t.Logf("testing skipWindows in %s", impl.name)
+	}
 	for _, in := range windowSeeds() {
 		checkSkipWindows(t, in)
 	}
@@ -129,5 +129,24 @@ func TestSkipWindowsGoesFar(t *testing.T) {
 	tags := bytes.Count(page[start:], []byte("<"))
 	if stops*20 > tags {
 		t.Errorf("skipWindows stopped %d times in %d tags", stops, tags)
+	}
+}
+
+// BenchmarkSkipWindows: the fast path alone over cgbench's page, in each
+// implementation this CPU runs.
+func BenchmarkSkipWindows(b *testing.B) {
+	page := cgbenchPage(50 << 10)
+	body := bytes.Index(page, []byte("<body>")) + len("<body>")
+	for _, impl := range skipImpls {
+		b.Run(impl.name, func(b *testing.B) {
+			b.SetBytes(int64(len(page) - body))
+			for b.Loop() {
+				for i := body; len(page)-i >= 64; {
+					k := impl.skip(page, i, &skipTabs[0])
+					// Past the tag it stopped at, if any.
+					i = k + 1 + bytes.IndexByte(page[k+1:], '<')
+				}
+			}
+		})
 	}
 }
