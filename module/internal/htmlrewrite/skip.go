@@ -14,7 +14,9 @@ import "math/bits"
 // stops at any other, leaving it to skipData and scanTag.
 
 // skipTables says, by a tag name's first byte and for each length below
-// 16, whether the name may be one the rewriter acts on.
+// 15 (15 stands for any longer name), whether the name may be one the
+// rewriter acts on. A tag whose name does not start with a letter is not
+// one: its row is all ones.
 type skipTables struct {
 	start [256]uint16 // a start tag that must stop the fast path
 	res   [256]uint16 // a URL-loading start tag: stop if it may load from elsewhere
@@ -41,6 +43,11 @@ func makeSkipTables() (t [2]skipTables) {
 			if elem(e) == elemHead || elem(e) == elemIframe {
 				t[0].end[c] |= bit
 			}
+		}
+	}
+	for c := range 256 {
+		if !isLetter(byte(c)) {
+			t[0].start[c], t[0].end[c] = 0xffff, 0xffff
 		}
 	}
 	t[1] = t[0]
@@ -151,26 +158,23 @@ func (m *window) walk(p []byte, tab *skipTables) (int, bool) {
 			n++
 			c = p[n]
 		}
-		if !isLetter(c) {
-			return t, true // a comment, doctype, bogus comment or text
-		}
 		d := m.del >> (n + 1)
 		if d == 0 {
 			return more(t)
 		}
 		e = n + 1 + bits.TrailingZeros64(d)
+		// Not a letter: a comment, doctype, bogus comment or text.
+		l := min(e-n, 15)
 		res = false
-		if l := e - n; l < 16 {
-			switch {
-			case endTag:
-				if tab.end[c]>>l&1 != 0 {
-					return t, true
-				}
-			case tab.start[c]>>l&1 != 0:
+		switch {
+		case endTag:
+			if tab.end[c]>>l&1 != 0 {
 				return t, true
-			default:
-				res = tab.res[c]>>l&1 != 0
 			}
+		case tab.start[c]>>l&1 != 0:
+			return t, true
+		default:
+			res = tab.res[c]>>l&1 != 0
 		}
 		if c := p[e]; c != '>' && c != ' ' && c != '/' {
 			return t, true // white space other than ' ', or a control byte

@@ -238,58 +238,47 @@ window:
 	ORQ R11, R9
 
 data:
-	// Data: the next '<'.
-	TESTQ R9, R9
-	JEQ  next64
+	// Data: the next '<'. (TZCNT sets CF when no bit is left.)
 	TZCNTQ R9, AX
+	JCS  next64
 	BLSRQ R9, R9
 	CMPB (R14)(AX*1), $0x3c
 	JNE  data
 	CMPQ AX, $60
 	JHI  moveto
 
-	// A tag at t (R10): c (CX), n (R12), its table (R13).
+	// A tag at t (R10): c (CX), n (R12), its tables (R13).
 	MOVQ AX, R10
 	MOVBLZX 1(R14)(AX*1), CX
 	LEAQ 1(AX), R12
-	XORL R13, R13
+	MOVQ tab+32(FP), R13
 	CMPB CL, $0x2f
 	JNE  name
 	MOVBLZX 2(R14)(AX*1), CX
 	LEAQ 2(AX), R12
-	MOVL $1024, R13
+	ADDQ $1024, R13
 
 name:
-	MOVL CX, BX
-	ORL  $0x20, BX
-	SUBL $0x61, BX
-	CMPL BX, $25
-	JHI  stop
 	// e (R11): the first del after n.
 	LEAQ 1(R12), R8
-	MOVQ DEL, BX
-	SHRXQ R8, BX, BX
+	SHRXQ R8, DEL, BX
 	TZCNTQ BX, BX
-	CMPQ BX, $64
-	JEQ  more
+	JCS  more
 	LEAQ (BX)(R8*1), R11
-	// The name's length (R8) in the tables; res (SI).
+	// The name's length (R8, at most 15) in the tables; res (SI).
 	MOVQ R11, R8
 	SUBQ R12, R8
-	XORL SI, SI
-	CMPQ R8, $16
-	JHS  delim
-	MOVQ tab+32(FP), BX
-	ADDQ R13, BX
-	MOVWLZX (BX)(CX*2), R13
-	SHRXL R8, R13, R13
-	TESTL $1, R13
+	MOVL $15, BX
+	CMPQ R8, BX
+	CMOVQHI BX, R8
+	MOVWLZX (R13)(CX*2), BX
+	SHRXL R8, BX, BX
+	TESTL $1, BX
 	JNE  stop
-	MOVWLZX 512(BX)(CX*2), SI
+	MOVWLZX 512(R13)(CX*2), SI
 	SHRXL R8, SI, SI
 	ANDL $1, SI
 
-delim:
 	MOVBLZX (R14)(R11*1), CX
 	CMPB CL, $0x3e
 	JEQ  named
@@ -303,9 +292,8 @@ named:
 
 tag:
 	// In the tag after its name; s (R12).
-	TESTQ R9, R9
-	JEQ  more
 	TZCNTQ R9, AX
+	JCS  more
 	BLSRQ R9, R9
 	CMPQ AX, R11
 	JLO  tag
@@ -340,9 +328,8 @@ tag:
 
 quoted:
 	// In a value quoted with CL, up to the closing quote.
-	TESTQ R9, R9
-	JEQ  more
 	TZCNTQ R9, AX
+	JCS  more
 	BLSRQ R9, R9
 	CMPB (R14)(AX*1), CL
 	JNE  quoted
@@ -447,58 +434,47 @@ window:
 	ORQ R11, R9
 
 data:
-	// Data: the next '<'.
-	TESTQ R9, R9
-	JEQ  next64
+	// Data: the next '<'. (TZCNT sets CF when no bit is left.)
 	TZCNTQ R9, AX
+	JCS  next64
 	BLSRQ R9, R9
 	CMPB (R14)(AX*1), $0x3c
 	JNE  data
 	CMPQ AX, $60
 	JHI  moveto
 
-	// A tag at t (R10): c (CX), n (R12), its table (R13).
+	// A tag at t (R10): c (CX), n (R12), its tables (R13).
 	MOVQ AX, R10
 	MOVBLZX 1(R14)(AX*1), CX
 	LEAQ 1(AX), R12
-	XORL R13, R13
+	MOVQ tab+32(FP), R13
 	CMPB CL, $0x2f
 	JNE  name
 	MOVBLZX 2(R14)(AX*1), CX
 	LEAQ 2(AX), R12
-	MOVL $1024, R13
+	ADDQ $1024, R13
 
 name:
-	MOVL CX, BX
-	ORL  $0x20, BX
-	SUBL $0x61, BX
-	CMPL BX, $25
-	JHI  stop
 	// e (R11): the first del after n.
 	LEAQ 1(R12), R8
-	MOVQ DEL, BX
-	SHRXQ R8, BX, BX
+	SHRXQ R8, DEL, BX
 	TZCNTQ BX, BX
-	CMPQ BX, $64
-	JEQ  more
+	JCS  more
 	LEAQ (BX)(R8*1), R11
-	// The name's length (R8) in the tables; res (SI).
+	// The name's length (R8, at most 15) in the tables; res (SI).
 	MOVQ R11, R8
 	SUBQ R12, R8
-	XORL SI, SI
-	CMPQ R8, $16
-	JHS  delim
-	MOVQ tab+32(FP), BX
-	ADDQ R13, BX
-	MOVWLZX (BX)(CX*2), R13
-	SHRXL R8, R13, R13
-	TESTL $1, R13
+	MOVL $15, BX
+	CMPQ R8, BX
+	CMOVQHI BX, R8
+	MOVWLZX (R13)(CX*2), BX
+	SHRXL R8, BX, BX
+	TESTL $1, BX
 	JNE  stop
-	MOVWLZX 512(BX)(CX*2), SI
+	MOVWLZX 512(R13)(CX*2), SI
 	SHRXL R8, SI, SI
 	ANDL $1, SI
 
-delim:
 	MOVBLZX (R14)(R11*1), CX
 	CMPB CL, $0x3e
 	JEQ  named
@@ -512,9 +488,8 @@ named:
 
 tag:
 	// In the tag after its name; s (R12).
-	TESTQ R9, R9
-	JEQ  more
 	TZCNTQ R9, AX
+	JCS  more
 	BLSRQ R9, R9
 	CMPQ AX, R11
 	JLO  tag
@@ -549,9 +524,8 @@ tag:
 
 quoted:
 	// In a value quoted with CL, up to the closing quote.
-	TESTQ R9, R9
-	JEQ  more
 	TZCNTQ R9, AX
+	JCS  more
 	BLSRQ R9, R9
 	CMPB (R14)(AX*1), CL
 	JNE  quoted
