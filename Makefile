@@ -40,6 +40,7 @@ fuzz:
 		./module/internal/htmlrewrite:FuzzRewrite:200000 \
 		./module/internal/htmlrewrite:FuzzRewriteDiff:200000 \
 		./module/internal/htmlrewrite:FuzzPlainURL:300000 \
+		./module/internal/htmlrewrite:FuzzSkipWindows:300000 \
 		./module/internal/store:FuzzRestore:20000 \
 		./module/internal/beacon:FuzzRewriteQuery:200000 \
 		./module/internal/beacon:FuzzRewriteJSON:200000 \
