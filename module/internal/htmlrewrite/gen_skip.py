@@ -137,7 +137,7 @@ data:
 	JNE  name
 	MOVBLZX 2(R14)(AX*1), CX
 	LEAQ 2(AX), R12
-	ADDQ $1024, R13
+	ADDQ $2048, R13
 
 name:
 	// e (R11): the first del after n.
@@ -146,17 +146,15 @@ name:
 	TZCNTQ BX, BX
 	JCS  more
 	LEAQ (BX)(R8*1), R11
-	// The name's length (R8, at most 15) in the tables; res (SI).
+	// The name's length (R8; SHRXL reads it modulo 32) in the tables;
+	// res (SI).
 	MOVQ R11, R8
 	SUBQ R12, R8
-	MOVL $15, BX
-	CMPQ R8, BX
-	CMOVQHI BX, R8
-	MOVWLZX (R13)(CX*2), BX
+	MOVL (R13)(CX*4), BX
 	SHRXL R8, BX, BX
 	TESTL $1, BX
 	JNE  stop
-	MOVWLZX 512(R13)(CX*2), SI
+	MOVL 1024(R13)(CX*4), SI
 	SHRXL R8, SI, SI
 	ANDL $1, SI
 

@@ -13,15 +13,16 @@ import "math/bits"
 // in ' ', '/' or '>', attributes bare, unquoted or name="value" — and
 // stops at any other, leaving it to skipData and scanTag.
 
-// skipTables says, by a tag name's first byte and for each length below
-// 15 (15 stands for any longer name), whether the name may be one the
-// rewriter acts on. A tag whose name does not start with a letter is not
-// one: its row is all ones.
+// skipTables says, by a tag name's first byte and its length modulo 32,
+// whether the name may be one the rewriter acts on. Element names are
+// shorter than 16 bytes; a longer name may read as a shorter one and stop
+// the fast path for nothing, which is rare and safe. A tag whose name
+// does not start with a letter is not one: its row is all ones.
 type skipTables struct {
-	start [256]uint16 // a start tag that must stop the fast path
-	res   [256]uint16 // a URL-loading start tag: stop if it may load from elsewhere
-	end   [256]uint16 // an end tag that must stop the fast path (</head>, </iframe>)
-	none  [256]uint16 // zeros: end tags load nothing (res of the end tags)
+	start [256]uint32 // a start tag that must stop the fast path
+	res   [256]uint32 // a URL-loading start tag: stop if it may load from elsewhere
+	end   [256]uint32 // an end tag that must stop the fast path (</head>, </iframe>)
+	none  [256]uint32 // zeros: end tags load nothing (res of the end tags)
 }
 
 // skipTabs holds the tables before [0] and after [1] a <base href>, after
@@ -33,7 +34,7 @@ func makeSkipTables() (t [2]skipTables) {
 		if name == "" {
 			continue
 		}
-		bit := uint16(1) << len(name)
+		bit := uint32(1) << len(name)
 		for _, c := range []byte{name[0], name[0] - ('a' - 'A')} {
 			if elem(e).resource() {
 				t[0].res[c] |= bit
@@ -47,7 +48,7 @@ func makeSkipTables() (t [2]skipTables) {
 	}
 	for c := range 256 {
 		if !isLetter(byte(c)) {
-			t[0].start[c], t[0].end[c] = 0xffff, 0xffff
+			t[0].start[c], t[0].end[c] = 0xffffffff, 0xffffffff
 		}
 	}
 	t[1] = t[0]
@@ -164,7 +165,7 @@ func (m *window) walk(p []byte, tab *skipTables) (int, bool) {
 		}
 		e = n + 1 + bits.TrailingZeros64(d)
 		// Not a letter: a comment, doctype, bogus comment or text.
-		l := min(e-n, 15)
+		l := (e - n) & 31
 		res = false
 		switch {
 		case endTag:
