@@ -515,10 +515,14 @@ func (h *Handler) expiredCookies(r *http.Request, granted policy.Set) []string {
 // trackers usually set their cookies; "" for an IP address.
 func cookieDomain(r *http.Request) string {
 	host := r.Host
-	if hst, _, err := net.SplitHostPort(host); err == nil {
-		host = hst
+	// Parse only what may have a port or be an address: a name without
+	// them would cost two errors, every page.
+	if strings.IndexByte(host, ':') >= 0 {
+		if hst, _, err := net.SplitHostPort(host); err == nil {
+			host = hst
+		}
 	}
-	if net.ParseIP(host) != nil {
+	if n := len(host); n > 0 && (host[n-1] <= '9' || strings.IndexByte(host, ':') >= 0) && net.ParseIP(host) != nil {
 		return ""
 	}
 	d, _ := publicsuffix.EffectiveTLDPlusOne(host)

@@ -560,7 +560,8 @@ type htmlStream struct {
 		Close() error
 		CloseWithError(error) error
 	}
-	// done receives the rewrite's result once pw is closed.
+	// done receives the rewrite's result once pw is closed, when the
+	// rewriter runs in a goroutine of its own (see wait).
 	done chan error
 	// flush is set when the handler flushes.
 	flush flushRequest
@@ -720,7 +721,6 @@ func (w *htmlWriter) CloseWithError(cause error) (err error) {
 		if w.err == nil {
 			w.err = cause
 		}
-		w.s.done <- w.err
 	}()
 	if w.err == nil {
 		defer w.recover(&err)
@@ -880,7 +880,7 @@ func (rw *responseWriter) startHTML(status int) (deferred bool) {
 	case "report":
 		hdr.Add("Content-Security-Policy-Report-Only", rw.h.contentSecurityPolicy(rw.d))
 	}
-	s := &htmlStream{done: make(chan error, 1)}
+	s := new(htmlStream)
 	out := rw.ResponseWriter
 	policy := htmlPolicy{h: rw.h, r: rw.r, d: rw.d}
 	if rw.h.bannerOn() {
@@ -901,6 +901,7 @@ func (rw *responseWriter) startHTML(status int) (deferred bool) {
 		return true
 	}
 	bw.Reset(lockedWriter{&s.mu, out})
+	s.done = make(chan error, 1)
 	pr, pw := io.Pipe()
 	s.pw = pw
 	go func() {
@@ -934,6 +935,18 @@ func (rw *responseWriter) startHTML(status int) (deferred bool) {
 	return false
 }
 
+// wait returns the rewrite's result once pw is closed: from the rewriter
+// goroutine, or, when the rewrite ran in the handler's goroutine, from the
+// writer itself (closing it has finished the rewrite).
+func (s *htmlStream) wait() error {
+	if s.done != nil {
+		return <-s.done
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writer.err
+}
+
 // htmlWriters are the rewriters' client buffers.
 var htmlWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
@@ -944,7 +957,7 @@ var errAborted = errors.New("response aborted")
 func (rw *responseWriter) abortHTML() {
 	if s := rw.html; s != nil {
 		s.pw.CloseWithError(errAborted)
-		<-s.done
+		s.wait()
 		rw.html = nil
 	}
 }
@@ -960,7 +973,7 @@ func (rw *responseWriter) finish(handlerErr error) error {
 	} else {
 		rw.html.pw.Close()
 	}
-	err := <-rw.html.done
+	err := rw.html.wait()
 	rw.html = nil
 	if err != nil && !errors.Is(err, io.ErrClosedPipe) && !errors.Is(err, errAborted) {
 		return fmt.Errorf("rewriting html: %w", err)
