@@ -4,10 +4,8 @@ package htmlrewrite
 
 import "golang.org/x/sys/cpu"
 
-//go:generate python3 gen_skip.py
-
 // skipWindowsAVX2 and skipWindowsAVX512 are skipWindows in assembly
-// (skip_amd64.s, made by gen_skip.py): the masks of a window take a few
+// (skip_amd64.s, written by genSkipAsm in skipasm_test.go): the masks of a window take a few
 // dozen vector instructions instead of a loop over its 64 bytes, and the
 // bit operations need no checks.
 //
