@@ -15,8 +15,8 @@ import "math/bits"
 
 // skipTables says, by a tag name's first byte and its length modulo 32,
 // whether the name may be one the rewriter acts on. Element names are
-// shorter than 16 bytes; a longer name may read as a shorter one and stop
-// the fast path for nothing, which is rare and safe. A tag whose name
+// shorter than 16 bytes; a name of 32 bytes or more may read as a shorter
+// one and stop the fast path for nothing, which is rare and safe. A tag whose name
 // does not start with a letter is not one: its row is all ones.
 type skipTables struct {
 	start [256]uint32 // a start tag that must stop the fast path
