@@ -150,3 +150,21 @@ func BenchmarkSkipWindows(b *testing.B) {
 		})
 	}
 }
+
+// TestSkipWindowsAtEveryOffset: tags of each shape, starting at every
+// offset of the first two windows and running across their edges.
+func TestSkipWindowsAtEveryOffset(t *testing.T) {
+	tags := []string{
+		`<div class="a>b">`, `<a href='/x>y' title="z">`, `<p x= y="z>">`, `<b =" >">`,
+		`<img src="//m/p">`, `<img src="/p.gif" alt="a">`, `<script>`, `</iframe>`, `</head >`,
+		`<span a="1"b="2">`, `<i x=y"z w="v>">`, `<!-- <div> -->`, `<h2>`, `</h2>`,
+		`<div	class="x">`, `<div/class="x>">`, `<` + strings.Repeat("x", 70) + ` y="a>b">`,
+	}
+	for _, tag := range tags {
+		for off := range 130 {
+			in := strings.Repeat("t", off) + tag + `<p>text</p>` + strings.Repeat(" ", 150)
+			checkSkipWindows(t, []byte(in))
+			checkSameAsReferenceNow(t, []byte(in))
+		}
+	}
+}
