@@ -52,37 +52,18 @@ var elemNames = [numElems]string{
 	elemBase: "base", elemInput: "input", elemImage: "image", elemTrack: "track",
 }
 
-// elemLens holds, by a name's first byte, a bit for the length of each
-// element name that starts with it; endElemLens the same for the end tags
-// the rewriter acts on.
-var elemLens, endElemLens = nameLengths()
-
-func nameLengths() (start, end [256]uint16) {
-	for e, name := range elemNames {
-		if name == "" {
-			continue
-		}
-		bit := uint16(1) << len(name)
-		for _, c := range []byte{name[0], name[0] - ('a' - 'A')} {
-			start[c] |= bit
-			if elem(e) == elemHead || elem(e) == elemIframe {
-				end[c] |= bit
-			}
-		}
-	}
-	return start, end
-}
-
-// mayBeElem reports whether a tag name of n bytes starting with first may
-// be one the scanner acts on; most names need no lookup.
+// mayBeElem reports whether a tag name of n bytes starting with the
+// letter first may be one the scanner acts on (skipTables, which the fast
+// path reads too); most names need no lookup.
 func mayBeElem(first byte, n int, endTag bool) bool {
 	if n >= 16 {
 		return false
 	}
+	t := &skipTabs[0]
 	if endTag {
-		return endElemLens[first]>>n&1 != 0
+		return t.end[first]>>n&1 != 0
 	}
-	return elemLens[first]>>n&1 != 0
+	return (t.start[first]|t.res[first])>>n&1 != 0
 }
 
 // lookupElem reads a raw tag name as the tokenizer does (A-Z lower-cased).
