@@ -63,7 +63,7 @@ func makeSkipTables() (t [2]skipTables) {
 // is of the class.
 type window struct {
 	lt, gt uint64 // '<', '>'
-	dq, sq uint64 // '"', '\''
+	q      uint64 // '"', '\''
 	sp     uint64 // ' '
 	del    uint64 // what ends a tag name: ' ', '/', '>' and bytes <= '\r'
 	x      uint64 // what ends an attribute name: del, '=' and quotes
@@ -82,10 +82,8 @@ func maskWindow(p []byte, m *window) {
 			m.lt |= bit
 		case '>':
 			m.gt |= bit
-		case '"':
-			m.dq |= bit
-		case '\'':
-			m.sq |= bit
+		case '"', '\'':
+			m.q |= bit
 		case ' ':
 			m.sp |= bit
 		case '/':
@@ -101,7 +99,7 @@ func maskWindow(p []byte, m *window) {
 		}
 	}
 	m.del |= m.sp | sl | m.gt
-	m.x |= m.del | m.dq | m.sq
+	m.x |= m.del | m.q
 	m.u |= sl & (sl >> 1)
 }
 
@@ -136,7 +134,7 @@ func skipWindows(b []byte, i int, tab *skipTables) int {
 // a quote) can run in parallel with the next steps.
 func (m *window) walk(p []byte, tab *skipTables) (int, bool) {
 	p = p[:64]
-	left := m.lt | m.gt | m.dq | m.sq
+	left := m.lt | m.gt | m.q
 	// The tag being read: its '<' at t, its name up to e, s the last byte
 	// after which it is between attributes, whether it loads a URL.
 	var t, e, s int

@@ -9,10 +9,8 @@
 // BMI2. Their locals are the masks not kept in registers.
 #define DEL 0(SP)
 #define X 8(SP)
-#define DQ 16(SP)
-#define SQ 24(SP)
-#define SPC 32(SP)
-#define URL 40(SP)
+#define SPC 16(SP)
+#define URL 24(SP)
 
 DATA c_lt<>+0(SB)/8, $0x3c3c3c3c3c3c3c3c
 DATA c_lt<>+8(SB)/8, $0x3c3c3c3c3c3c3c3c
@@ -125,7 +123,7 @@ DATA c_ctl<>+56(SB)/8, $0x0d0d0d0d0d0d0d0d
 GLOBL c_ctl<>(SB), RODATA|NOPTR, $64
 
 // func skipWindowsAVX2(b []byte, i int, tab *skipTables) int
-TEXT ·skipWindowsAVX2(SB), NOSPLIT, $48-48
+TEXT ·skipWindowsAVX2(SB), NOSPLIT, $32-48
 
 	MOVQ b_len+8(FP), DX
 	MOVQ i+24(FP), DI
@@ -161,7 +159,6 @@ window:
 	VPMOVMSKB Y13, BX
 	SHLQ $32, BX
 	ORQ BX, AX
-	MOVQ AX, DQ
 	MOVQ AX, R11
 	VPCMPEQB c_sq<>(SB), Y0, Y2
 	VPCMPEQB c_sq<>(SB), Y1, Y3
@@ -169,7 +166,6 @@ window:
 	VPMOVMSKB Y3, BX
 	SHLQ $32, BX
 	ORQ BX, AX
-	MOVQ AX, SQ
 	VPOR Y2, Y12, Y12
 	VPOR Y3, Y13, Y13
 	ORQ AX, R11
@@ -372,7 +368,7 @@ done:
 	RET
 
 // func skipWindowsAVX512(b []byte, i int, tab *skipTables) int
-TEXT ·skipWindowsAVX512(SB), NOSPLIT, $48-48
+TEXT ·skipWindowsAVX512(SB), NOSPLIT, $32-48
 
 	MOVQ b_len+8(FP), DX
 	MOVQ i+24(FP), DI
@@ -393,11 +389,9 @@ window:
 	KMOVQ K1, R10
 	VPCMPEQB c_dq<>(SB), Z0, K1
 	KMOVQ K1, AX
-	MOVQ AX, DQ
 	MOVQ AX, R11
 	VPCMPEQB c_sq<>(SB), Z0, K1
 	KMOVQ K1, AX
-	MOVQ AX, SQ
 	ORQ AX, R11
 	VPCMPEQB c_sp<>(SB), Z0, K1
 	KMOVQ K1, BX

@@ -57,7 +57,7 @@ func genSkipAsm() string {
 	w.a("// skipWindowsAVX2 and skipWindowsAVX512 are skipWindows (skip.go) with the")
 	w.a("// masks made by vector instructions and the bit operations of BMI1 and")
 	w.a("// BMI2. Their locals are the masks not kept in registers.")
-	for i, slot := range []string{"DEL", "X", "DQ", "SQ", "SPC", "URL"} {
+	for i, slot := range []string{"DEL", "X", "SPC", "URL"} {
 		w.a("#define %s %d(SP)", slot, 8*i)
 	}
 	w.a("")
@@ -78,7 +78,7 @@ func genSkipAsm() string {
 			w.a("")
 		}
 		w.a("// func skipWindows%s(b []byte, i int, tab *skipTables) int", v.name)
-		w.a("TEXT ·skipWindows%s(SB), NOSPLIT, $48-48", v.name)
+		w.a("TEXT ·skipWindows%s(SB), NOSPLIT, $32-48", v.name)
 		w.WriteString(strings.TrimRight(strings.Replace(skipAsmBody, "@MASKS@", strings.TrimSuffix(m.String(), "\n"), 1), "\n"))
 		w.WriteByte('\n')
 	}
@@ -112,10 +112,10 @@ func masksAVX2(w *asmWriter) {
 	cmp("gt", "Y10", "Y11") // Y10, Y11: what ends a name
 	msk("Y10", "Y11", "R10")
 	cmp("dq", "Y12", "Y13") // Y12, Y13: what ends an attribute name
-	msk("Y12", "Y13", "DQ")
+	msk("Y12", "Y13", "AX")
 	w.a("\tMOVQ AX, R11")
 	cmp("sq", "Y2", "Y3")
-	msk("Y2", "Y3", "SQ")
+	msk("Y2", "Y3", "AX")
 	or("Y2", "Y3", "Y12", "Y13")
 	w.a("\tORQ AX, R11")
 	cmp("sp", "Y2", "Y3")
@@ -156,10 +156,8 @@ func masksAVX512(w *asmWriter) {
 	k("lt", "R9")
 	k("gt", "R10")
 	k("dq", "AX")
-	w.a("\tMOVQ AX, DQ")
 	w.a("\tMOVQ AX, R11")
 	k("sq", "AX")
-	w.a("\tMOVQ AX, SQ")
 	w.a("\tORQ AX, R11")
 	k("sp", "BX")
 	w.a("\tMOVQ BX, SPC")
