@@ -12,6 +12,13 @@ import "math/bits"
 // scanTag, but only for the shapes tags almost always have — names ending
 // in ' ', '/' or '>', attributes bare, unquoted or name="value" — and
 // stops at any other, leaving it to skipData and scanTag.
+//
+// The simple tags that need nothing (</div>, <p>, </a>…, see simpleTags)
+// are taken out of a window's masks before it is walked: about half the
+// tags of a page. In skipWindowsAVX512 the masks of the next window are
+// made while a window is walked, so that a window's walk does not wait
+// for them; skipWindowsAVX2 reads every tag (PEXT and PDEP, which
+// simpleTags needs, are slow on some CPUs with AVX2 but not AVX-512).
 
 // skipTables says, by a tag name's first byte and its length modulo 32,
 // whether the name may be one the rewriter acts on. Element names are
@@ -68,7 +75,26 @@ type window struct {
 	del    uint64 // what ends a tag name: ' ', '/', '>' and bytes <= '\r'
 	x      uint64 // what ends an attribute name: del, '=' and quotes
 	u      uint64 // what may make a URL leave the page's origin: see mayMatter
+	// For simpleTags:
+	sl     uint64    // '/'
+	alnum  uint64    // ASCII letters and digits
+	letter uint64    // ASCII letters
+	free   [2]uint64 // letters no name the rewriter acts on starts with: in start tags [0], end tags [1]
 }
+
+// freeLetters says which letters start no name of a start tag [0] or an
+// end tag [1] that the rewriter acts on (skipTables' rows of zeros), with
+// or without a <base>.
+var freeLetters = func() (f [2][256]bool) {
+	t := &skipTabs[0]
+	for c := range 256 {
+		if isLetter(byte(c)) {
+			f[0][c] = t.start[c] == 0 && t.res[c] == 0
+			f[1][c] = t.end[c] == 0
+		}
+	}
+	return f
+}()
 
 // maskWindow computes the masks of p[:64] a byte at a time.
 func maskWindow(p []byte, m *window) {
@@ -77,6 +103,17 @@ func maskWindow(p []byte, m *window) {
 	var sl uint64
 	for k, c := range p {
 		bit := uint64(1) << k
+		if isLetter(c) {
+			m.letter |= bit
+			m.alnum |= bit
+		} else if '0' <= c && c <= '9' {
+			m.alnum |= bit
+		}
+		for j := range m.free {
+			if freeLetters[j][c] {
+				m.free[j] |= bit
+			}
+		}
 		switch c {
 		case '<':
 			m.lt |= bit
@@ -101,6 +138,54 @@ func maskWindow(p []byte, m *window) {
 	m.del |= m.sp | sl | m.gt
 	m.x |= m.del | m.q
 	m.u |= sl & (sl >> 1)
+	m.sl = sl
+}
+
+// simpleTags returns the '<' and '>' of the window's simple tags that need
+// nothing from the rewriter, which walk then need not read: '<', an
+// optional '/', a name of ASCII letters and digits starting with a letter,
+// '>' — when the name has fewer than 3 bytes (no element the rewriter acts
+// on has) or starts with a letter no such element does, and the '<'
+// follows a '>' with no '<' or quote between, or no byte that may change
+// the state at all. walk is then in the data state at the '<' (a '>'
+// outside a quoted value ends any tag), where such a tag changes nothing,
+// or in a quoted value, where only its quote does.
+func (m *window) simpleTags() uint64 {
+	ev := m.lt | m.gt | m.q
+	f := ^ev
+	// The first byte that may change the state after each '<' or quote,
+	// and the bytes before it (the carries run through f).
+	after := (f + (m.lt|m.q)<<1) ^ f
+	lt := m.lt &^ after
+	end := lt & (m.sl >> 1)
+	short := m.letter &^ (m.alnum >> 1 & (m.alnum >> 2))
+	names := (lt&^end)<<1&(short|m.free[0]) | end<<2&(short|m.free[1])
+	// The byte after each name: the tag is simple if it is '>'.
+	gt := (m.alnum + names) &^ m.alnum & m.gt
+	// Between a simple tag's '<' and its '>' there is no other event: its
+	// '<' is the event before its '>'.
+	return gt | pdep(pext(gt, ev)>>1, ev)
+}
+
+// pext gathers the bits of x under mask into the low bits (BMI2's PEXT).
+func pext(x, mask uint64) (r uint64) {
+	for k := 0; mask != 0; k++ {
+		r |= (x >> bits.TrailingZeros64(mask) & 1) << k
+		mask &= mask - 1
+	}
+	return r
+}
+
+// pdep spreads the low bits of x to the bits of mask (BMI2's PDEP).
+func pdep(x, mask uint64) (r uint64) {
+	for ; mask != 0; x >>= 1 {
+		low := mask & -mask
+		if x&1 != 0 {
+			r |= low
+		}
+		mask &^= low
+	}
+	return r
 }
 
 // skipWindows passes over text and the tags that need nothing from the
@@ -108,6 +193,16 @@ func maskWindow(p []byte, m *window) {
 // at the '<' of markup it does not read, or in text with less than a
 // window of input left.
 func skipWindows(b []byte, i int, tab *skipTables) int {
+	return skipWindowsGo(b, i, tab, true)
+}
+
+// skipWindowsAll is skipWindows with walk reading the simple tags too, as
+// skipWindowsAVX2 does.
+func skipWindowsAll(b []byte, i int, tab *skipTables) int {
+	return skipWindowsGo(b, i, tab, false)
+}
+
+func skipWindowsGo(b []byte, i int, tab *skipTables, simple bool) int {
 	var m window
 	for w := i; ; {
 		if len(b)-w < 64 {
@@ -115,7 +210,11 @@ func skipWindows(b []byte, i int, tab *skipTables) int {
 		}
 		p := b[w : w+64]
 		maskWindow(p, &m)
-		k, stop := m.walk(p, tab)
+		left := m.lt | m.gt | m.q
+		if simple {
+			left &^= m.simpleTags()
+		}
+		k, stop := m.walk(p, left, tab)
 		if stop || k == 0 {
 			return w + k
 		}
@@ -124,7 +223,8 @@ func skipWindows(b []byte, i int, tab *skipTables) int {
 }
 
 // walk reads the window p[:64] from its start, in the data state, one
-// byte that may change the state ('<', '>', a quote) at a time. It
+// byte that may change the state ('<', '>', a quote) at a time: those of
+// left, which are all but the ones of the simple tags it may skip. It
 // returns where it stops and true, at the '<' of markup skipData must
 // read, or where the next window starts (a tag that runs past this
 // window starts it) and false.
@@ -132,9 +232,8 @@ func skipWindows(b []byte, i int, tab *skipTables) int {
 // Each step depends on the one before only through the mask of the bytes
 // left, one instruction; the rest of a step (a name's end, the checks of
 // a quote) can run in parallel with the next steps.
-func (m *window) walk(p []byte, tab *skipTables) (int, bool) {
+func (m *window) walk(p []byte, left uint64, tab *skipTables) (int, bool) {
 	p = p[:64]
-	left := m.lt | m.gt | m.q
 	// The tag being read: its '<' at t, its name up to e, s the last byte
 	// after which it is between attributes, whether it loads a URL.
 	var t, e, s int
@@ -265,4 +364,7 @@ var useWindows = haveVector
 type skipImpl struct {
 	name string
 	skip func(b []byte, i int, tab *skipTables) int
+	// mirror is the Go implementation it follows step for step, whose
+	// answer it must give.
+	mirror func(b []byte, i int, tab *skipTables) int
 }

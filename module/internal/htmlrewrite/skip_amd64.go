@@ -25,12 +25,12 @@ var (
 // fastest first.
 var skipImpls = func() (impls []skipImpl) {
 	if haveAVX512 {
-		impls = append(impls, skipImpl{"AVX-512", skipWindowsAVX512})
+		impls = append(impls, skipImpl{"AVX-512", skipWindowsAVX512, skipWindows})
 	}
 	if haveAVX2 {
-		impls = append(impls, skipImpl{"AVX2", skipWindowsAVX2})
+		impls = append(impls, skipImpl{"AVX2", skipWindowsAVX2, skipWindowsAll})
 	}
-	return append(impls, skipImpl{"Go", skipWindows})
+	return append(impls, skipImpl{"Go", skipWindows, nil}, skipImpl{"Go, all tags", skipWindowsAll, nil})
 }()
 
 // skipFast is skipWindows as fast as the CPU runs it.

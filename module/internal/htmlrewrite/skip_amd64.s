@@ -6,11 +6,21 @@
 
 // skipWindowsAVX2 and skipWindowsAVX512 are skipWindows (skip.go) with the
 // masks made by vector instructions and the bit operations of BMI1 and
-// BMI2. Their locals are the masks not kept in registers.
+// BMI2. Their locals are the masks not kept in registers: the window's,
+// and the next window's (N…), made while the window is walked, with
+// NEXT, where that window starts.
 #define DEL 0(SP)
 #define X 8(SP)
 #define SPC 16(SP)
 #define URL 24(SP)
+#define EV 32(SP)
+#define NDEL 40(SP)
+#define NX 48(SP)
+#define NSPC 56(SP)
+#define NURL 64(SP)
+#define NEV 72(SP)
+#define NNG 80(SP)
+#define NEXT 88(SP)
 
 DATA c_lt<>+0(SB)/8, $0x3c3c3c3c3c3c3c3c
 DATA c_lt<>+8(SB)/8, $0x3c3c3c3c3c3c3c3c
@@ -122,15 +132,86 @@ DATA c_ctl<>+48(SB)/8, $0x0d0d0d0d0d0d0d0d
 DATA c_ctl<>+56(SB)/8, $0x0d0d0d0d0d0d0d0d
 GLOBL c_ctl<>(SB), RODATA|NOPTR, $64
 
+// The classes of bytes simpleTags reads, by nibble (see classNibbles).
+DATA t_lo<>+0(SB)/8, $0x7f777b77777b7b62
+DATA t_lo<>+8(SB)/8, $0x11111511153f6b63
+DATA t_lo<>+16(SB)/8, $0x7f777b77777b7b62
+DATA t_lo<>+24(SB)/8, $0x11111511153f6b63
+DATA t_lo<>+32(SB)/8, $0x7f777b77777b7b62
+DATA t_lo<>+40(SB)/8, $0x11111511153f6b63
+DATA t_lo<>+48(SB)/8, $0x7f777b77777b7b62
+DATA t_lo<>+56(SB)/8, $0x11111511153f6b63
+GLOBL t_lo<>(SB), RODATA|NOPTR, $64
+
+DATA t_hi<>+0(SB)/8, $0x2a152a1540000000
+DATA t_hi<>+8(SB)/8, $0x0000000000000000
+DATA t_hi<>+16(SB)/8, $0x2a152a1540000000
+DATA t_hi<>+24(SB)/8, $0x0000000000000000
+DATA t_hi<>+32(SB)/8, $0x2a152a1540000000
+DATA t_hi<>+40(SB)/8, $0x0000000000000000
+DATA t_hi<>+48(SB)/8, $0x2a152a1540000000
+DATA t_hi<>+56(SB)/8, $0x0000000000000000
+GLOBL t_hi<>(SB), RODATA|NOPTR, $64
+
+DATA c_0f<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA c_0f<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA c_0f<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA c_0f<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA c_0f<>+32(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA c_0f<>+40(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA c_0f<>+48(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA c_0f<>+56(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL c_0f<>(SB), RODATA|NOPTR, $64
+
+DATA c_alnum<>+0(SB)/8, $0x4343434343434343
+DATA c_alnum<>+8(SB)/8, $0x4343434343434343
+DATA c_alnum<>+16(SB)/8, $0x4343434343434343
+DATA c_alnum<>+24(SB)/8, $0x4343434343434343
+DATA c_alnum<>+32(SB)/8, $0x4343434343434343
+DATA c_alnum<>+40(SB)/8, $0x4343434343434343
+DATA c_alnum<>+48(SB)/8, $0x4343434343434343
+DATA c_alnum<>+56(SB)/8, $0x4343434343434343
+GLOBL c_alnum<>(SB), RODATA|NOPTR, $64
+
+DATA c_letter<>+0(SB)/8, $0x0303030303030303
+DATA c_letter<>+8(SB)/8, $0x0303030303030303
+DATA c_letter<>+16(SB)/8, $0x0303030303030303
+DATA c_letter<>+24(SB)/8, $0x0303030303030303
+DATA c_letter<>+32(SB)/8, $0x0303030303030303
+DATA c_letter<>+40(SB)/8, $0x0303030303030303
+DATA c_letter<>+48(SB)/8, $0x0303030303030303
+DATA c_letter<>+56(SB)/8, $0x0303030303030303
+GLOBL c_letter<>(SB), RODATA|NOPTR, $64
+
+DATA c_free0<>+0(SB)/8, $0x0c0c0c0c0c0c0c0c
+DATA c_free0<>+8(SB)/8, $0x0c0c0c0c0c0c0c0c
+DATA c_free0<>+16(SB)/8, $0x0c0c0c0c0c0c0c0c
+DATA c_free0<>+24(SB)/8, $0x0c0c0c0c0c0c0c0c
+DATA c_free0<>+32(SB)/8, $0x0c0c0c0c0c0c0c0c
+DATA c_free0<>+40(SB)/8, $0x0c0c0c0c0c0c0c0c
+DATA c_free0<>+48(SB)/8, $0x0c0c0c0c0c0c0c0c
+DATA c_free0<>+56(SB)/8, $0x0c0c0c0c0c0c0c0c
+GLOBL c_free0<>(SB), RODATA|NOPTR, $64
+
+DATA c_free1<>+0(SB)/8, $0x3030303030303030
+DATA c_free1<>+8(SB)/8, $0x3030303030303030
+DATA c_free1<>+16(SB)/8, $0x3030303030303030
+DATA c_free1<>+24(SB)/8, $0x3030303030303030
+DATA c_free1<>+32(SB)/8, $0x3030303030303030
+DATA c_free1<>+40(SB)/8, $0x3030303030303030
+DATA c_free1<>+48(SB)/8, $0x3030303030303030
+DATA c_free1<>+56(SB)/8, $0x3030303030303030
+GLOBL c_free1<>(SB), RODATA|NOPTR, $64
+
 // func skipWindowsAVX2(b []byte, i int, tab *skipTables) int
-TEXT ·skipWindowsAVX2(SB), NOSPLIT, $32-48
+TEXT ·skipWindowsAVX2(SB), NOSPLIT, $96-48
 
 	MOVQ b_len+8(FP), DX
 	MOVQ i+24(FP), DI
 
 window:
-	// A window at w (DI) if 64 bytes are left; left (R9): its bytes that
-	// may change the state.
+	// A window at w (DI, R14) if 64 bytes are left: its masks, and NEV,
+	// its bytes that may change the state that walk reads.
 	MOVQ DX, AX
 	SUBQ DI, AX
 	CMPQ AX, $64
@@ -175,7 +256,7 @@ window:
 	VPMOVMSKB Y3, BX
 	SHLQ $32, BX
 	ORQ BX, AX
-	MOVQ AX, SPC
+	MOVQ AX, NSPC
 	VPOR Y2, Y10, Y10
 	VPOR Y3, Y11, Y11
 	VPCMPEQB c_sl<>(SB), Y0, Y2
@@ -215,12 +296,12 @@ window:
 	VPMOVMSKB Y11, BX
 	SHLQ $32, BX
 	ORQ BX, AX
-	MOVQ AX, DEL
+	MOVQ AX, NDEL
 	VPMOVMSKB Y12, AX
 	VPMOVMSKB Y13, BX
 	SHLQ $32, BX
 	ORQ BX, AX
-	MOVQ AX, X
+	MOVQ AX, NX
 	VPMOVMSKB Y8, AX
 	VPMOVMSKB Y9, BX
 	SHLQ $32, BX
@@ -229,9 +310,30 @@ window:
 	SHRQ $1, BX
 	ANDQ CX, BX
 	ORQ BX, AX
-	MOVQ AX, URL
+	MOVQ AX, NURL
 	ORQ R10, R9
 	ORQ R11, R9
+	MOVQ R9, NEV
+
+ready:
+	// The N slots hold the masks of the window at w: they become the
+	// window's. Those of the next window, where it likely starts, are
+	// made while this one is walked, if 64 bytes are left there.
+	MOVQ NDEL, AX
+	MOVQ AX, DEL
+	MOVQ NX, AX
+	MOVQ AX, X
+	MOVQ NSPC, AX
+	MOVQ AX, SPC
+	MOVQ NURL, AX
+	MOVQ AX, URL
+	MOVQ NEV, AX
+	MOVQ AX, EV
+	MOVQ $-1, NEXT
+
+walk:
+	// left (R9): the window's bytes that may change the state.
+	MOVQ EV, R9
 
 data:
 	// Data: the next '<'. (TZCNT sets CF when no bit is left.)
@@ -347,7 +449,15 @@ next64:
 	MOVL $64, AX
 
 moveto:
-	// The next window starts at w+AX.
+	// The next window starts at w+AX: its masks are made if it starts
+	// where guessed.
+	CMPQ AX, NEXT
+	JNE  fresh
+	ADDQ AX, DI
+	ADDQ AX, R14
+	JMP  ready
+
+fresh:
 	ADDQ AX, DI
 	JMP  window
 
@@ -356,8 +466,8 @@ more:
 	// unless it already does.
 	TESTQ R10, R10
 	JEQ  done
-	ADDQ R10, DI
-	JMP  window
+	MOVQ R10, AX
+	JMP  moveto
 
 stop:
 	ADDQ R10, DI
@@ -368,14 +478,14 @@ done:
 	RET
 
 // func skipWindowsAVX512(b []byte, i int, tab *skipTables) int
-TEXT ·skipWindowsAVX512(SB), NOSPLIT, $32-48
+TEXT ·skipWindowsAVX512(SB), NOSPLIT, $96-48
 
 	MOVQ b_len+8(FP), DX
 	MOVQ i+24(FP), DI
 
 window:
-	// A window at w (DI) if 64 bytes are left; left (R9): its bytes that
-	// may change the state.
+	// A window at w (DI, R14) if 64 bytes are left: its masks, and NEV,
+	// its bytes that may change the state that walk reads.
 	MOVQ DX, AX
 	SUBQ DI, AX
 	CMPQ AX, $64
@@ -395,7 +505,7 @@ window:
 	ORQ AX, R11
 	VPCMPEQB c_sp<>(SB), Z0, K1
 	KMOVQ K1, BX
-	MOVQ BX, SPC
+	MOVQ BX, NSPC
 	VPCMPEQB c_sl<>(SB), Z0, K1
 	KMOVQ K1, CX
 	VPMINUB c_ctl<>(SB), Z0, Z1
@@ -404,12 +514,12 @@ window:
 	ORQ R10, BX
 	ORQ CX, BX
 	ORQ R12, BX
-	MOVQ BX, DEL
+	MOVQ BX, NDEL
 	VPCMPEQB c_eq<>(SB), Z0, K1
 	KMOVQ K1, AX
 	ORQ AX, BX
 	ORQ R11, BX
-	MOVQ BX, X
+	MOVQ BX, NX
 	VPCMPEQB c_bs<>(SB), Z0, K1
 	VPCMPEQB c_amp<>(SB), Z0, K2
 	VPCMPEQB c_colon<>(SB), Z0, K3
@@ -421,9 +531,216 @@ window:
 	SHRQ $1, BX
 	ANDQ CX, BX
 	ORQ BX, AX
+	MOVQ AX, NURL
+	// The classes simpleTags reads: K4 letters and digits, K5 letters,
+	// K6 and K7 the letters free in start and end tags (classNibbles).
+	VPANDD c_0f<>(SB), Z0, Z2
+	VPSRLW $4, Z0, Z3
+	VPANDD c_0f<>(SB), Z3, Z3
+	VMOVDQU8 t_lo<>(SB), Z4
+	VPSHUFB Z2, Z4, Z2
+	VMOVDQU8 t_hi<>(SB), Z4
+	VPSHUFB Z3, Z4, Z3
+	VPANDD Z2, Z3, Z2
+	VPTESTMB c_alnum<>(SB), Z2, K4
+	VPTESTMB c_letter<>(SB), Z2, K5
+	VPTESTMB c_free0<>(SB), Z2, K6
+	VPTESTMB c_free1<>(SB), Z2, K7
+	MOVQ R9, AX
+	ORQ $1, AX
+	BSRQ AX, AX
+	MOVQ R10, BX
+	ORQ $1, BX
+	BSRQ BX, BX
+	MOVL $64, R13
+	CMPQ AX, BX
+	CMOVQHI AX, R13
+	MOVQ R13, NNG
+	// R13: every event; AX: the '<' after which the state is known.
+	MOVQ R9, R13
+	ORQ R10, R13
+	ORQ R11, R13
+	MOVQ R9, AX
+	ORQ R11, AX
+	SHLQ $1, AX
+	MOVQ R13, BX
+	NOTQ BX
+	ADDQ BX, AX
+	XORQ BX, AX
+	ANDNQ R9, AX, AX
+	// SI: those followed by '/'; AX: the others.
+	MOVQ CX, SI
+	SHRQ $1, SI
+	ANDQ AX, SI
+	ANDNQ AX, SI, AX
+	// BX: letters that start a name of 1 or 2 bytes (R8: letters and digits).
+	KMOVQ K4, R8
+	MOVQ R8, BX
+	SHRQ $1, BX
+	MOVQ R8, R12
+	SHRQ $2, R12
+	ANDQ R12, BX
+	KMOVQ K5, R12
+	ANDNQ R12, BX, BX
+	// AX: the names that may be skipped.
+	KMOVQ K6, R12
+	ORQ BX, R12
+	SHLQ $1, AX
+	ANDQ R12, AX
+	KMOVQ K7, R12
+	ORQ BX, R12
+	SHLQ $2, SI
+	ANDQ R12, SI
+	ORQ SI, AX
+	// The byte after each name, when it is '>'; the '<' before it.
+	ADDQ R8, AX
+	ANDNQ AX, R8, AX
+	ANDQ R10, AX
+	PEXTQ R13, AX, BX
+	SHRQ $1, BX
+	PDEPQ R13, BX, BX
+	ORQ AX, BX
+	ANDNQ R13, BX, R9
+	MOVQ R9, NEV
+
+ready:
+	// The N slots hold the masks of the window at w: they become the
+	// window's. Those of the next window, where it likely starts, are
+	// made while this one is walked, if 64 bytes are left there.
+	MOVQ NDEL, AX
+	MOVQ AX, DEL
+	MOVQ NX, AX
+	MOVQ AX, X
+	MOVQ NSPC, AX
+	MOVQ AX, SPC
+	MOVQ NURL, AX
 	MOVQ AX, URL
-	ORQ R10, R9
-	ORQ R11, R9
+	MOVQ NEV, AX
+	MOVQ AX, EV
+	MOVQ NNG, AX
+	MOVQ $-1, NEXT
+	MOVQ DX, BX
+	SUBQ DI, BX
+	SUBQ AX, BX
+	CMPQ BX, $64
+	JLT  walk
+	MOVQ AX, NEXT
+	ADDQ AX, R14
+	VMOVDQU8 (R14), Z0
+	VPCMPEQB c_lt<>(SB), Z0, K1
+	KMOVQ K1, R9
+	VPCMPEQB c_gt<>(SB), Z0, K1
+	KMOVQ K1, R10
+	VPCMPEQB c_dq<>(SB), Z0, K1
+	KMOVQ K1, AX
+	MOVQ AX, R11
+	VPCMPEQB c_sq<>(SB), Z0, K1
+	KMOVQ K1, AX
+	ORQ AX, R11
+	VPCMPEQB c_sp<>(SB), Z0, K1
+	KMOVQ K1, BX
+	MOVQ BX, NSPC
+	VPCMPEQB c_sl<>(SB), Z0, K1
+	KMOVQ K1, CX
+	VPMINUB c_ctl<>(SB), Z0, Z1
+	VPCMPEQB Z1, Z0, K1
+	KMOVQ K1, R12
+	ORQ R10, BX
+	ORQ CX, BX
+	ORQ R12, BX
+	MOVQ BX, NDEL
+	VPCMPEQB c_eq<>(SB), Z0, K1
+	KMOVQ K1, AX
+	ORQ AX, BX
+	ORQ R11, BX
+	MOVQ BX, NX
+	VPCMPEQB c_bs<>(SB), Z0, K1
+	VPCMPEQB c_amp<>(SB), Z0, K2
+	VPCMPEQB c_colon<>(SB), Z0, K3
+	KORQ K1, K2, K1
+	KORQ K1, K3, K1
+	KMOVQ K1, AX
+	ORQ R12, AX
+	MOVQ CX, BX
+	SHRQ $1, BX
+	ANDQ CX, BX
+	ORQ BX, AX
+	MOVQ AX, NURL
+	// The classes simpleTags reads: K4 letters and digits, K5 letters,
+	// K6 and K7 the letters free in start and end tags (classNibbles).
+	VPANDD c_0f<>(SB), Z0, Z2
+	VPSRLW $4, Z0, Z3
+	VPANDD c_0f<>(SB), Z3, Z3
+	VMOVDQU8 t_lo<>(SB), Z4
+	VPSHUFB Z2, Z4, Z2
+	VMOVDQU8 t_hi<>(SB), Z4
+	VPSHUFB Z3, Z4, Z3
+	VPANDD Z2, Z3, Z2
+	VPTESTMB c_alnum<>(SB), Z2, K4
+	VPTESTMB c_letter<>(SB), Z2, K5
+	VPTESTMB c_free0<>(SB), Z2, K6
+	VPTESTMB c_free1<>(SB), Z2, K7
+	MOVQ R9, AX
+	ORQ $1, AX
+	BSRQ AX, AX
+	MOVQ R10, BX
+	ORQ $1, BX
+	BSRQ BX, BX
+	MOVL $64, R13
+	CMPQ AX, BX
+	CMOVQHI AX, R13
+	MOVQ R13, NNG
+	// R13: every event; AX: the '<' after which the state is known.
+	MOVQ R9, R13
+	ORQ R10, R13
+	ORQ R11, R13
+	MOVQ R9, AX
+	ORQ R11, AX
+	SHLQ $1, AX
+	MOVQ R13, BX
+	NOTQ BX
+	ADDQ BX, AX
+	XORQ BX, AX
+	ANDNQ R9, AX, AX
+	// SI: those followed by '/'; AX: the others.
+	MOVQ CX, SI
+	SHRQ $1, SI
+	ANDQ AX, SI
+	ANDNQ AX, SI, AX
+	// BX: letters that start a name of 1 or 2 bytes (R8: letters and digits).
+	KMOVQ K4, R8
+	MOVQ R8, BX
+	SHRQ $1, BX
+	MOVQ R8, R12
+	SHRQ $2, R12
+	ANDQ R12, BX
+	KMOVQ K5, R12
+	ANDNQ R12, BX, BX
+	// AX: the names that may be skipped.
+	KMOVQ K6, R12
+	ORQ BX, R12
+	SHLQ $1, AX
+	ANDQ R12, AX
+	KMOVQ K7, R12
+	ORQ BX, R12
+	SHLQ $2, SI
+	ANDQ R12, SI
+	ORQ SI, AX
+	// The byte after each name, when it is '>'; the '<' before it.
+	ADDQ R8, AX
+	ANDNQ AX, R8, AX
+	ANDQ R10, AX
+	PEXTQ R13, AX, BX
+	SHRQ $1, BX
+	PDEPQ R13, BX, BX
+	ORQ AX, BX
+	ANDNQ R13, BX, R9
+	MOVQ R9, NEV
+	SUBQ NEXT, R14
+
+walk:
+	// left (R9): the window's bytes that may change the state.
+	MOVQ EV, R9
 
 data:
 	// Data: the next '<'. (TZCNT sets CF when no bit is left.)
@@ -539,7 +856,15 @@ next64:
 	MOVL $64, AX
 
 moveto:
-	// The next window starts at w+AX.
+	// The next window starts at w+AX: its masks are made if it starts
+	// where guessed.
+	CMPQ AX, NEXT
+	JNE  fresh
+	ADDQ AX, DI
+	ADDQ AX, R14
+	JMP  ready
+
+fresh:
 	ADDQ AX, DI
 	JMP  window
 
@@ -548,8 +873,8 @@ more:
 	// unless it already does.
 	TESTQ R10, R10
 	JEQ  done
-	ADDQ R10, DI
-	JMP  window
+	MOVQ R10, AX
+	JMP  moveto
 
 stop:
 	ADDQ R10, DI

@@ -55,6 +55,11 @@ func checkSkipWindows(t *testing.T, b []byte) {
 				t.Fatalf("%s, base seen %v: stopped at %d, in the data state: %v; the tag machine stops at %d\ninput %q\nfrom there %q",
 					impl.name, seen == 1, k, inData[k], stop, b, b[k:])
 			}
+			if impl.mirror != nil {
+				if want := impl.mirror(b, 0, &skipTabs[seen]); k != want {
+					t.Fatalf("%s, base seen %v: stopped at %d, the Go code it follows at %d\ninput %q", impl.name, seen == 1, k, want, b)
+				}
+			}
 		}
 	}
 }
@@ -86,7 +91,8 @@ var windowWords = strings.Fields(`< > </ / = == " ' "" '' =" =' =x x= a b c <a <
 	<a <A <img <IMG <script <source <iframe </iframe> </head> <head <title <track <link <b> <br/> <hr / >
 	class="x" class='y' x="a'b" y='a"b' a=b c=d/e f="g>h" i='j>k' href="/p/1" src="//m/p" src=x.gif alt="p"
 	data-x="<script>" title=">" =y z="1"w="2" k= "v" k ="v" k = "v" / x/=y x/y="z" <!-- --> <! <? &amp; : \ //
-	="a>b" ='a>b' x="a>b" x=y="a>b" x==="a>b" x="1"="a>b" x=/y="a>b" x=y/z="a>b" <a/x="a>b" <a="a>b"`)
+	="a>b" ='a>b' x="a>b" x=y="a>b" x==="a>b" x="1"="a>b" x=/y="a>b" x=y/z="a>b" <a/x="a>b" <a="a>b"
+	"<b> '<p> "</a> x"<i> <b></head> <p></iframe> </h2> </H1> <1> </1> <div> </DIV> <ab>`)
 
 func TestSkipWindowsStopsWhereItMust(t *testing.T) {
 	for _, impl := range skipImpls {
@@ -148,6 +154,29 @@ func BenchmarkSkipWindows(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSkipWindowsSimpleTags: the simple tags the fast path may skip
+// without reading (simpleTags), in the states where it may and where it
+// must not, before a tag the rewriter acts on, at every offset across the
+// first windows' edges.
+func TestSkipWindowsSimpleTags(t *testing.T) {
+	simple := []string{`<p>`, `</p>`, `<b>`, `</h2>`, `<h2>`, `</H1>`, `<i>`, `</i>`, `<ab>`, `</div>`, `<DIV>`,
+		`<dIv>`, `<p1>`, `<1>`, `</1>`, `<a->`, `</a b>`, `<head>`, `</head>`, `</HEAD>`, `<img>`, `</iframe>`,
+		`</if>`, `<html>`, `</html>`, `<main>`, `</span>`, `<s>`, `<td>`}
+	before := []string{``, `>`, `x>`, `<p>`, `</a>`, `<div class="x">`, `<div class="x"`, `<div a='x'`, `<div a=x`,
+		`<a b`, `<p title="a>`, `<p title='a>`, `"`, `'`, `don't `, `<a x="y">'`}
+	after := []string{`<script>x</script>`, `<iframe src=//m/></iframe>`, `<img src=//m/p>`, `</head>`, `<base href=//m/>`}
+	for _, s := range simple {
+		for _, b := range before {
+			for _, a := range after {
+				for off := range 70 {
+					in := strings.Repeat("t", off) + b + s + "t" + s + a + `"'>` + strings.Repeat(" ", 150)
+					checkSkipWindows(t, []byte(in))
+				}
+			}
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package htmlrewrite
 
 import (
+	"bytes"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"os"
@@ -41,6 +43,76 @@ var asmConsts = []struct {
 
 type asmWriter struct{ strings.Builder }
 
+// asmSlots are the assembly's locals.
+var asmSlots = []string{"DEL", "X", "SPC", "URL", "EV", "NDEL", "NX", "NSPC", "NURL", "NEV", "NNG", "NEXT"}
+
+// data writes 64 bytes of read-only data: v four times.
+func (w *asmWriter) data(name string, v [16]byte) {
+	for i := range 8 {
+		w.a("DATA %s<>+%d(SB)/8, $0x%016x", name, 8*i, binary.LittleEndian.Uint64(v[8*(i%2):]))
+	}
+	w.a("GLOBL %s<>(SB), RODATA|NOPTR, $64", name)
+	w.a("")
+}
+
+// The classes of bytes simpleTags reads, one bit or two each (one per
+// group of high nibbles): letters and digits, letters, and the letters
+// that start no name the rewriter acts on in start tags (free0) and end
+// tags (free1).
+const (
+	groupAO     = 0 // high nibble 4 or 6: A-O, a-o (and '@', '`')
+	groupPZ     = 1 // high nibble 5 or 7: P-Z, p-z (and others)
+	classLetter = 0b11 << 0
+	classDigit  = 0b1 << 6
+	classAlnum  = classLetter | classDigit
+)
+
+var classFree = [2]byte{0b11 << 2, 0b11 << 4}
+
+// byteClass is the class of c as simpleTags reads it.
+func byteClass(c byte) (class byte) {
+	group := byte(groupAO)
+	if c>>4 == 5 || c>>4 == 7 {
+		group = groupPZ
+	}
+	if isLetter(c) {
+		class |= 1 << group
+	}
+	if '0' <= c && c <= '9' {
+		class |= classDigit
+	}
+	for j := range classFree {
+		if freeLetters[j][c] {
+			class |= 1 << (2 + 2*byte(j) + group)
+		}
+	}
+	return class
+}
+
+// classNibbles returns the tables of VPSHUFB by low and high nibble whose
+// AND is byteClass; it panics if they cannot be.
+func classNibbles() (lo, hi [16]byte) {
+	for h := range 16 {
+		switch h {
+		case 3:
+			hi[h] = classDigit
+		case 4, 6:
+			hi[h] = 0b010101 << groupAO
+		case 5, 7:
+			hi[h] = 0b010101 << groupPZ
+		}
+	}
+	for c := range 256 {
+		lo[c&15] |= byteClass(byte(c))
+	}
+	for c := range 256 {
+		if got, want := lo[c&15]&hi[c>>4], byteClass(byte(c)); got != want {
+			panic(fmt.Sprintf("byte %#x: class %08b from the nibble tables, %08b wanted", c, got, want))
+		}
+	}
+	return lo, hi
+}
+
 func (w *asmWriter) a(format string, args ...any) {
 	fmt.Fprintf(w, format, args...)
 	w.WriteByte('\n')
@@ -56,30 +128,48 @@ func genSkipAsm() string {
 	w.a("")
 	w.a("// skipWindowsAVX2 and skipWindowsAVX512 are skipWindows (skip.go) with the")
 	w.a("// masks made by vector instructions and the bit operations of BMI1 and")
-	w.a("// BMI2. Their locals are the masks not kept in registers.")
-	for i, slot := range []string{"DEL", "X", "SPC", "URL"} {
+	w.a("// BMI2. Their locals are the masks not kept in registers: the window's,")
+	w.a("// and the next window's (N…), made while the window is walked, with")
+	w.a("// NEXT, where that window starts.")
+	for i, slot := range asmSlots {
 		w.a("#define %s %d(SP)", slot, 8*i)
 	}
 	w.a("")
 	for _, k := range asmConsts {
-		for i := range 8 {
-			w.a("DATA c_%s<>+%d(SB)/8, $0x%016x", k.name, 8*i, uint64(k.c)*0x0101010101010101)
-		}
-		w.a("GLOBL c_%s<>(SB), RODATA|NOPTR, $64", k.name)
-		w.a("")
+		w.data("c_"+k.name, [16]byte(bytes.Repeat([]byte{k.c}, 16)))
+	}
+	w.a("// The classes of bytes simpleTags reads, by nibble (see classNibbles).")
+	lo, hi := classNibbles()
+	w.data("t_lo", lo)
+	w.data("t_hi", hi)
+	for _, k := range []struct {
+		name string
+		c    byte
+	}{{"c_0f", 0x0f}, {"c_alnum", classAlnum}, {"c_letter", classLetter}, {"c_free0", classFree[0]}, {"c_free1", classFree[1]}} {
+		w.data(k.name, [16]byte(bytes.Repeat([]byte{k.c}, 16)))
 	}
 	for _, v := range []struct {
-		name  string
-		masks func(*asmWriter)
-	}{{"AVX2", masksAVX2}, {"AVX512", masksAVX512}} {
+		name      string
+		masks     func(*asmWriter)
+		events    string
+		pipelined bool
+	}{{"AVX2", masksAVX2, eventsAll, false}, {"AVX512", masksAVX512, eventsSimple, true}} {
 		var m asmWriter
 		v.masks(&m)
 		if v.name != "AVX2" {
 			w.a("")
 		}
 		w.a("// func skipWindows%s(b []byte, i int, tab *skipTables) int", v.name)
-		w.a("TEXT ·skipWindows%s(SB), NOSPLIT, $32-48", v.name)
-		w.WriteString(strings.TrimRight(strings.Replace(skipAsmBody, "@MASKS@", strings.TrimSuffix(m.String(), "\n"), 1), "\n"))
+		w.a("TEXT ·skipWindows%s(SB), NOSPLIT, $%d-48", v.name, 8*len(asmSlots))
+		prep := strings.TrimSuffix(m.String(), "\n") + "\n" + v.events + "\n\tMOVQ R9, NEV"
+		next := "\tMOVQ $-1, NEXT"
+		if v.pipelined {
+			prep = strings.TrimSuffix(m.String(), "\n") + "\n" + guessNext + "\n" + v.events + "\n\tMOVQ R9, NEV"
+			next = strings.ReplaceAll(nextWindow, "@PREP@", prep)
+		}
+		body := strings.ReplaceAll(skipAsmBody, "@PREP@", prep)
+		body = strings.ReplaceAll(body, "@NEXT@", next)
+		w.WriteString(strings.TrimRight(body, "\n"))
 		w.WriteByte('\n')
 	}
 	return w.String()
@@ -119,7 +209,7 @@ func masksAVX2(w *asmWriter) {
 	or("Y2", "Y3", "Y12", "Y13")
 	w.a("\tORQ AX, R11")
 	cmp("sp", "Y2", "Y3")
-	msk("Y2", "Y3", "SPC")
+	msk("Y2", "Y3", "NSPC")
 	or("Y2", "Y3", "Y10", "Y11")
 	cmp("sl", "Y2", "Y3")
 	msk("Y2", "Y3", "CX")
@@ -137,8 +227,8 @@ func masksAVX2(w *asmWriter) {
 	cmp("eq", "Y2", "Y3")
 	or("Y2", "Y3", "Y12", "Y13")
 	or("Y10", "Y11", "Y12", "Y13")
-	msk("Y10", "Y11", "DEL")
-	msk("Y12", "Y13", "X")
+	msk("Y10", "Y11", "NDEL")
+	msk("Y12", "Y13", "NX")
 	w.a("\tVPMOVMSKB Y8, AX")
 	w.a("\tVPMOVMSKB Y9, BX")
 	w.a("\tSHLQ $32, BX")
@@ -160,7 +250,7 @@ func masksAVX512(w *asmWriter) {
 	k("sq", "AX")
 	w.a("\tORQ AX, R11")
 	k("sp", "BX")
-	w.a("\tMOVQ BX, SPC")
+	w.a("\tMOVQ BX, NSPC")
 	k("sl", "CX")
 	w.a("\tVPMINUB c_ctl<>(SB), Z0, Z1")
 	w.a("\tVPCMPEQB Z1, Z0, K1")
@@ -168,11 +258,11 @@ func masksAVX512(w *asmWriter) {
 	for _, r := range []string{"R10", "CX", "R12"} {
 		w.a("\tORQ %s, BX", r)
 	}
-	w.a("\tMOVQ BX, DEL")
+	w.a("\tMOVQ BX, NDEL")
 	k("eq", "AX")
 	w.a("\tORQ AX, BX")
 	w.a("\tORQ R11, BX")
-	w.a("\tMOVQ BX, X")
+	w.a("\tMOVQ BX, NX")
 	w.a("\tVPCMPEQB c_bs<>(SB), Z0, K1")
 	w.a("\tVPCMPEQB c_amp<>(SB), Z0, K2")
 	w.a("\tVPCMPEQB c_colon<>(SB), Z0, K3")
@@ -181,7 +271,100 @@ func masksAVX512(w *asmWriter) {
 	w.a("\tKMOVQ K1, AX")
 	w.a("\tORQ R12, AX")
 	urlTail(w)
+	w.a("\t// The classes simpleTags reads: K4 letters and digits, K5 letters,")
+	w.a("\t// K6 and K7 the letters free in start and end tags (classNibbles).")
+	w.a("\tVPANDD c_0f<>(SB), Z0, Z2")
+	w.a("\tVPSRLW $4, Z0, Z3")
+	w.a("\tVPANDD c_0f<>(SB), Z3, Z3")
+	w.a("\tVMOVDQU8 t_lo<>(SB), Z4")
+	w.a("\tVPSHUFB Z2, Z4, Z2")
+	w.a("\tVMOVDQU8 t_hi<>(SB), Z4")
+	w.a("\tVPSHUFB Z3, Z4, Z3")
+	w.a("\tVPANDD Z2, Z3, Z2")
+	for k, c := range []string{"alnum", "letter", "free0", "free1"} {
+		w.a("\tVPTESTMB c_%s<>(SB), Z2, K%d", c, 4+k)
+	}
 }
+
+// guessNext stores in NNG where the window after the one at R14 likely
+// starts: at its last '<' (R9) if no '>' (R10) follows it, where walk
+// moves to a tag that runs past the window, or else 64 bytes on.
+const guessNext = `	MOVQ R9, AX
+	ORQ $1, AX
+	BSRQ AX, AX
+	MOVQ R10, BX
+	ORQ $1, BX
+	BSRQ BX, BX
+	MOVL $64, R13
+	CMPQ AX, BX
+	CMOVQHI AX, R13
+	MOVQ R13, NNG`
+
+// nextWindow makes the masks of the next window (@PREP@) where it likely
+// starts, if 64 bytes are left there, and sets NEXT to that start (or -1).
+const nextWindow = `	MOVQ NNG, AX
+	MOVQ $-1, NEXT
+	MOVQ DX, BX
+	SUBQ DI, BX
+	SUBQ AX, BX
+	CMPQ BX, $64
+	JLT  walk
+	MOVQ AX, NEXT
+	ADDQ AX, R14
+@PREP@
+	SUBQ NEXT, R14`
+
+// eventsAll leaves in R9 every '<' (R9), '>' (R10) and quote (R11).
+const eventsAll = `	ORQ R10, R9
+	ORQ R11, R9`
+
+// eventsSimple leaves in R9 the events but those of the simple tags
+// (simpleTags), from the classes in K4-K7 and '/' in CX.
+const eventsSimple = `	// R13: every event; AX: the '<' after which the state is known.
+	MOVQ R9, R13
+	ORQ R10, R13
+	ORQ R11, R13
+	MOVQ R9, AX
+	ORQ R11, AX
+	SHLQ $1, AX
+	MOVQ R13, BX
+	NOTQ BX
+	ADDQ BX, AX
+	XORQ BX, AX
+	ANDNQ R9, AX, AX
+	// SI: those followed by '/'; AX: the others.
+	MOVQ CX, SI
+	SHRQ $1, SI
+	ANDQ AX, SI
+	ANDNQ AX, SI, AX
+	// BX: letters that start a name of 1 or 2 bytes (R8: letters and digits).
+	KMOVQ K4, R8
+	MOVQ R8, BX
+	SHRQ $1, BX
+	MOVQ R8, R12
+	SHRQ $2, R12
+	ANDQ R12, BX
+	KMOVQ K5, R12
+	ANDNQ R12, BX, BX
+	// AX: the names that may be skipped.
+	KMOVQ K6, R12
+	ORQ BX, R12
+	SHLQ $1, AX
+	ANDQ R12, AX
+	KMOVQ K7, R12
+	ORQ BX, R12
+	SHLQ $2, SI
+	ANDQ R12, SI
+	ORQ SI, AX
+	// The byte after each name, when it is '>'; the '<' before it.
+	ADDQ R8, AX
+	ANDNQ AX, R8, AX
+	ANDQ R10, AX
+	PEXTQ R13, AX, BX
+	SHRQ $1, BX
+	PDEPQ R13, BX, BX
+	ORQ AX, BX
+	ANDNQ R13, BX, R9`
 
 // urlTail ends the URL mask (AX): '/' (CX) followed by '/'.
 func urlTail(w *asmWriter) {
@@ -189,7 +372,7 @@ func urlTail(w *asmWriter) {
 	w.a("\tSHRQ $1, BX")
 	w.a("\tANDQ CX, BX")
 	w.a("\tORQ BX, AX")
-	w.a("\tMOVQ AX, URL")
+	w.a("\tMOVQ AX, NURL")
 }
 
 // skipAsmBody is skipWindows's walk; @MASKS@ makes the window's masks.
@@ -198,17 +381,35 @@ const skipAsmBody = `
 	MOVQ i+24(FP), DI
 
 window:
-	// A window at w (DI) if 64 bytes are left; left (R9): its bytes that
-	// may change the state.
+	// A window at w (DI, R14) if 64 bytes are left: its masks, and NEV,
+	// its bytes that may change the state that walk reads.
 	MOVQ DX, AX
 	SUBQ DI, AX
 	CMPQ AX, $64
 	JLT  done
 	MOVQ b_base+0(FP), R14
 	ADDQ DI, R14
-@MASKS@
-	ORQ R10, R9
-	ORQ R11, R9
+@PREP@
+
+ready:
+	// The N slots hold the masks of the window at w: they become the
+	// window's. Those of the next window, where it likely starts, are
+	// made while this one is walked, if 64 bytes are left there.
+	MOVQ NDEL, AX
+	MOVQ AX, DEL
+	MOVQ NX, AX
+	MOVQ AX, X
+	MOVQ NSPC, AX
+	MOVQ AX, SPC
+	MOVQ NURL, AX
+	MOVQ AX, URL
+	MOVQ NEV, AX
+	MOVQ AX, EV
+@NEXT@
+
+walk:
+	// left (R9): the window's bytes that may change the state.
+	MOVQ EV, R9
 
 data:
 	// Data: the next '<'. (TZCNT sets CF when no bit is left.)
@@ -324,7 +525,15 @@ next64:
 	MOVL $64, AX
 
 moveto:
-	// The next window starts at w+AX.
+	// The next window starts at w+AX: its masks are made if it starts
+	// where guessed.
+	CMPQ AX, NEXT
+	JNE  fresh
+	ADDQ AX, DI
+	ADDQ AX, R14
+	JMP  ready
+
+fresh:
 	ADDQ AX, DI
 	JMP  window
 
@@ -333,8 +542,8 @@ more:
 	// unless it already does.
 	TESTQ R10, R10
 	JEQ  done
-	ADDQ R10, DI
-	JMP  window
+	MOVQ R10, AX
+	JMP  moveto
 
 stop:
 	ADDQ R10, DI
