@@ -219,7 +219,7 @@ func (rw *tokenRewriter) script(raw []byte, tt html.TokenType) {
 	if tt == html.SelfClosingTagToken {
 		if known && refused(rw.p, c.Category) {
 			rw.stats.Scripts++
-			rw.write(neutralScript(attrs, c.Category, true))
+			rw.write(neutralScript(nil, attrs, c.Category, true))
 			return
 		}
 		rw.write(raw)
@@ -239,7 +239,7 @@ func (rw *tokenRewriter) script(raw []byte, tt html.TokenType) {
 	}
 	if known && refused(rw.p, c.Category) {
 		rw.stats.Scripts++
-		rw.write(neutralScript(attrs, c.Category, false))
+		rw.write(neutralScript(nil, attrs, c.Category, false))
 	} else {
 		rw.write(raw)
 	}
@@ -278,7 +278,7 @@ func (rw *tokenRewriter) iframe(raw []byte) {
 	}
 	rw.stats.Iframes++
 	var tag []byte
-	tag, rw.pendingEmbed = neutralIframe(attrs, src, c)
+	tag, rw.pendingEmbed = neutralIframe(nil, nil, attrs, src, c)
 	rw.write(tag)
 	next := rw.z.Next()
 	if next == html.TextToken {

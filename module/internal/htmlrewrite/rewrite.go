@@ -123,7 +123,45 @@ func (rw *Writer) Reset(w io.Writer, p Policy) {
 	if rw.carry != nil {
 		carryPool.Put(rw.carry)
 	}
+	rw.rw.putScratch()
 	*rw = Writer{rw: rewriter{w: w, p: p, early: earlyOf(p), res: resolver{p: p}}}
+	rw.rw.getScratch()
+}
+
+// scratch is the space a rewrite reuses from tag to tag. Writers take it
+// from scratchPool and give it back when closed, so that a page costs no
+// allocations for it.
+type scratch struct {
+	spans, uniq []attrSpan
+	attrs       []attr
+	buf         []byte
+	tag, embeds []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func (rw *rewriter) getScratch() {
+	s := scratchPool.Get().(*scratch)
+	rw.sc = s
+	rw.spans, rw.ta.uniq, rw.ta.attrs, rw.ta.buf = s.spans[:0], s.uniq[:0], s.attrs[:0], s.buf[:0]
+	rw.scratch, rw.embeds = s.tag[:0], s.embeds[:0]
+}
+
+// putScratch gives the rewrite's scratch space back (emptied if a hostile
+// page has grown it).
+func (rw *rewriter) putScratch() {
+	s := rw.sc
+	if s == nil {
+		return
+	}
+	*s = scratch{spans: rw.spans, uniq: rw.ta.uniq, attrs: rw.ta.attrs, buf: rw.ta.buf, tag: rw.scratch, embeds: rw.embeds}
+	if cap(s.spans)+cap(s.uniq) > 1024 || cap(s.attrs) > 256 || cap(s.buf)+cap(s.tag)+cap(s.embeds) > 64<<10 {
+		*s = scratch{}
+	}
+	clear(s.attrs[:cap(s.attrs)])
+	scratchPool.Put(s)
+	rw.sc = nil
+	rw.spans, rw.ta.uniq, rw.ta.attrs, rw.ta.buf, rw.scratch, rw.embeds = nil, nil, nil, nil, nil, nil
 }
 
 // carryStep is the least input added at a time to an unfinished token.
@@ -205,6 +243,7 @@ func (rw *Writer) Close() error {
 		}
 		rw.carry = nil
 	}
+	rw.rw.putScratch()
 	return rw.rw.err
 }
 
@@ -292,7 +331,17 @@ func executable(typ string) bool {
 	return false
 }
 
-func writeAttrs(b *bytes.Buffer, attrs []attr, skip ...string) {
+// appendEscaped appends html.EscapeString(s) to b.
+func appendEscaped(b []byte, s string) []byte {
+	if strings.ContainsAny(s, "&'<>\"\r") {
+		return append(b, html.EscapeString(s)...)
+	}
+	return append(b, s...)
+}
+
+// appendAttrs appends attrs but those named in skip to b, as
+// ` key="value"`.
+func appendAttrs(b []byte, attrs []attr, skip ...string) []byte {
 outer:
 	for _, a := range attrs {
 		for _, s := range skip {
@@ -300,56 +349,56 @@ outer:
 				continue outer
 			}
 		}
-		b.WriteByte(' ')
-		b.WriteString(a.key)
-		b.WriteString(`="`)
-		b.WriteString(html.EscapeString(a.val))
-		b.WriteByte('"')
+		b = append(b, ' ')
+		b = append(b, a.key...)
+		b = append(b, `="`...)
+		b = appendEscaped(b, a.val)
+		b = append(b, '"')
 	}
+	return b
 }
 
-// neutralScript is the inert replacement of a script's start tag; a
-// self-closing one is closed at once.
-func neutralScript(attrs []attr, category string, selfClosing bool) []byte {
-	var b bytes.Buffer
-	b.WriteString(`<script type="text/plain" data-consent="`)
-	b.WriteString(html.EscapeString(category))
-	b.WriteByte('"')
+// neutralScript appends to b the inert replacement of a script's start
+// tag; a self-closing one is closed at once.
+func neutralScript(b []byte, attrs []attr, category string, selfClosing bool) []byte {
+	b = append(b, `<script type="text/plain" data-consent="`...)
+	b = appendEscaped(b, category)
+	b = append(b, '"')
 	if typ, ok := get(attrs, "type"); ok && typ != "" {
-		b.WriteString(` data-cg-type="`)
-		b.WriteString(html.EscapeString(typ))
-		b.WriteByte('"')
+		b = append(b, ` data-cg-type="`...)
+		b = appendEscaped(b, typ)
+		b = append(b, '"')
 	}
 	if src, ok := get(attrs, "src"); ok {
-		b.WriteString(` data-cg-src="`)
-		b.WriteString(html.EscapeString(src))
-		b.WriteByte('"')
+		b = append(b, ` data-cg-src="`...)
+		b = appendEscaped(b, src)
+		b = append(b, '"')
 	}
-	writeAttrs(&b, attrs, "type", "src", "data-consent", "data-cg-type", "data-cg-src")
+	b = appendAttrs(b, attrs, "type", "src", "data-consent", "data-cg-type", "data-cg-src")
 	if selfClosing {
-		b.WriteString("></script>")
-	} else {
-		b.WriteByte('>')
+		return append(b, "></script>"...)
 	}
-	return b.Bytes()
+	return append(b, '>')
 }
 
-// neutralIframe is the hidden replacement of an iframe's start tag and the
-// placeholder to write after its end tag.
-func neutralIframe(attrs []attr, src string, c Classification) (tag, embed []byte) {
-	var b bytes.Buffer
-	b.WriteString(`<iframe src="about:blank" hidden data-cg-src="`)
-	b.WriteString(html.EscapeString(src))
-	b.WriteString(`" data-consent="`)
-	b.WriteString(html.EscapeString(c.Category))
-	b.WriteString(`" data-cg-service="`)
-	b.WriteString(html.EscapeString(c.Service))
-	b.WriteByte('"')
-	writeAttrs(&b, attrs, "src", "hidden", "data-consent", "data-cg-src", "data-cg-service", "srcdoc")
-	b.WriteByte('>')
-	embed = []byte(`<div class="cg-embed" data-consent="` + html.EscapeString(c.Category) +
-		`" data-cg-service="` + html.EscapeString(c.Service) + `"></div>`)
-	return b.Bytes(), embed
+// neutralIframe appends to b the hidden replacement of an iframe's start
+// tag, and to e the placeholder to write after its end tag.
+func neutralIframe(b, e []byte, attrs []attr, src string, c Classification) (tag, embed []byte) {
+	b = append(b, `<iframe src="about:blank" hidden data-cg-src="`...)
+	b = appendEscaped(b, src)
+	b = append(b, `" data-consent="`...)
+	b = appendEscaped(b, c.Category)
+	b = append(b, `" data-cg-service="`...)
+	b = appendEscaped(b, c.Service)
+	b = append(b, '"')
+	b = appendAttrs(b, attrs, "src", "hidden", "data-consent", "data-cg-src", "data-cg-service", "srcdoc")
+	b = append(b, '>')
+	e = append(e, `<div class="cg-embed" data-consent="`...)
+	e = appendEscaped(e, c.Category)
+	e = append(e, `" data-cg-service="`...)
+	e = appendEscaped(e, c.Service)
+	e = append(e, `"></div>`...)
+	return b, e
 }
 
 // scriptSource returns where a script loads from: src, or for a script
@@ -387,11 +436,8 @@ func withSrcdoc(attrs []attr, res resolver, st *Stats) []byte {
 			attrs[i].val = out.String()
 		}
 	}
-	var b bytes.Buffer
-	b.WriteString("<iframe")
-	writeAttrs(&b, attrs)
-	b.WriteByte('>')
-	return b.Bytes()
+	b := append([]byte("<iframe"), appendAttrs(nil, attrs)...)
+	return append(b, '>')
 }
 
 // resourceAttrs are the attributes of <img>, <source>, <link>, <embed>,

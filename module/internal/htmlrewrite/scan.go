@@ -196,8 +196,12 @@ type rewriter struct {
 	tagLen int // inHeldScript, inHeldNoscript: length of the start tag
 	out    int // during feed: input before this offset has been written
 	ta     tagAttrs
-	child  *rewriter // rewrites <noscript> content
-	res    resolver  // where URLs load from
+	// scratch holds a replacement tag until it is written; embeds, the
+	// placeholders after iframes.
+	scratch, embeds []byte
+	sc              *scratch  // where they come from and go back to
+	child           *rewriter // rewrites <noscript> content
+	res             resolver  // where URLs load from
 }
 
 // readSize is the size of Rewrite's reads.
@@ -601,7 +605,8 @@ func (rw *rewriter) startScript(b []byte, tok, end int) int {
 	if known || selfClosing {
 		if known && refused(rw.p, c.Category) {
 			rw.stats.Scripts++
-			rw.replace(b, tok, end, neutralScript(ta.list(), c.Category, selfClosing))
+			rw.scratch = neutralScript(rw.scratch[:0], ta.list(), c.Category, selfClosing)
+			rw.replace(b, tok, end, rw.scratch)
 		}
 		return end
 	}
@@ -623,7 +628,8 @@ func (rw *rewriter) heldScriptStep(b []byte, i int, atEOF bool) (int, bool) {
 	if body := t[rw.tagLen:e]; len(body) > 0 {
 		if c, known := rw.p.ClassifyInline(body); known && refused(rw.p, c.Category) {
 			rw.stats.Scripts++
-			rw.replace(b, i, i+rw.tagLen, neutralScript(rw.attrs(t[:rw.tagLen]).list(), c.Category, false))
+			rw.scratch = neutralScript(rw.scratch[:0], rw.attrs(t[:rw.tagLen]).list(), c.Category, false)
+			rw.replace(b, i, i+rw.tagLen, rw.scratch)
 		}
 	}
 	rw.mode = inData
@@ -683,9 +689,9 @@ func (rw *rewriter) startIframe(b []byte, tok, end int) {
 		return
 	}
 	rw.stats.Iframes++
-	var tag []byte
-	tag, rw.pendingEmbed = neutralIframe(ta.list(), src, c)
-	rw.replace(b, tok, end, tag)
+	rw.scratch, rw.embeds = neutralIframe(rw.scratch[:0], rw.embeds[:0], ta.list(), src, c)
+	rw.pendingEmbed = rw.embeds
+	rw.replace(b, tok, end, rw.scratch)
 }
 
 // startResource drops an <img> (a tracking pixel), <source>, <link>

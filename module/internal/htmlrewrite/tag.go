@@ -213,6 +213,8 @@ type tagAttrs struct {
 	raw   []byte
 	spans []attrSpan // duplicates included
 	buf   []byte     // scratch for decoding
+	uniq  []attrSpan // scratch for unique
+	attrs []attr     // scratch for list
 }
 
 // keyIs reports whether a raw attribute name is name; the tokenizer
@@ -245,7 +247,8 @@ func (ta *tagAttrs) value(name string) (string, bool) {
 
 // unique returns the spans the tokenizer keeps: the first of each name.
 func (ta *tagAttrs) unique() []attrSpan {
-	var out []attrSpan
+	out := ta.uniq[:0]
+	defer func() { ta.uniq = out }()
 	var seen map[string]bool
 	for i, a := range ta.spans {
 		k := ta.raw[a.k0:a.k1]
@@ -303,14 +306,68 @@ func asciiEqualFold(a, b []byte) bool {
 }
 
 // list returns the attributes as the tokenizer's TagAttr reads them: first
-// of each name, names lower-cased, values decoded.
+// of each name, names lower-cased, values decoded. The list is valid until
+// the next call.
 func (ta *tagAttrs) list() []attr {
-	var out []attr
+	out := ta.attrs[:0]
 	for _, a := range ta.unique() {
-		k := bytes.ReplaceAll(ta.raw[a.k0:a.k1], []byte{0}, []byte("\ufffd"))
-		out = append(out, attr{asciiLowerString(k), ta.decode(ta.raw[a.v0:a.v1])})
+		out = append(out, attr{attrKey(ta.raw[a.k0:a.k1]), ta.decode(ta.raw[a.v0:a.v1])})
 	}
+	ta.attrs = out
 	return out
+}
+
+// attrKey is a raw attribute name as the tokenizer reads it: NUL to
+// U+FFFD, A-Z lower-cased. The names trackers' tags carry most cost no
+// allocation.
+func attrKey(k []byte) string {
+	if bytes.IndexByte(k, 0) >= 0 {
+		return asciiLowerString(bytes.ReplaceAll(k, []byte{0}, []byte("\ufffd")))
+	}
+	for _, c := range k {
+		if 'A' <= c && c <= 'Z' {
+			return asciiLowerString(k)
+		}
+	}
+	switch string(k) {
+	case "src":
+		return "src"
+	case "async":
+		return "async"
+	case "defer":
+		return "defer"
+	case "type":
+		return "type"
+	case "id":
+		return "id"
+	case "class":
+		return "class"
+	case "width":
+		return "width"
+	case "height":
+		return "height"
+	case "title":
+		return "title"
+	case "style":
+		return "style"
+	case "allow":
+		return "allow"
+	case "allowfullscreen":
+		return "allowfullscreen"
+	case "frameborder":
+		return "frameborder"
+	case "loading":
+		return "loading"
+	case "referrerpolicy":
+		return "referrerpolicy"
+	case "crossorigin":
+		return "crossorigin"
+	case "nonce":
+		return "nonce"
+	case "integrity":
+		return "integrity"
+	}
+	return string(k)
 }
 
 // selfClosing reports whether the tokenizer reads the tag as self-closing:
