@@ -2,6 +2,7 @@ package htmlrewrite
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -138,23 +139,82 @@ func TestSkipWindowsGoesFar(t *testing.T) {
 	}
 }
 
-// BenchmarkSkipWindows: the fast path alone over cgbench's page, in each
-// implementation this CPU runs.
+// BenchmarkSkipWindows: the fast path alone, in each implementation this
+// CPU runs, over cgbench's page (one page again and again, whose branches
+// the CPU learns) and over 16 pages of varied markup in turn, as a server
+// sees them.
 func BenchmarkSkipWindows(b *testing.B) {
 	page := cgbenchPage(50 << 10)
 	body := bytes.Index(page, []byte("<body>")) + len("<body>")
+	varied := variedPages(16, 50<<10)
 	for _, impl := range skipImpls {
-		b.Run(impl.name, func(b *testing.B) {
+		b.Run(impl.name+"/cgbench", func(b *testing.B) {
 			b.SetBytes(int64(len(page) - body))
 			for b.Loop() {
-				for i := body; len(page)-i >= 64; {
-					k := impl.skip(page, i, &skipTabs[0])
-					// Past the tag it stopped at, if any.
-					i = k + 1 + bytes.IndexByte(page[k+1:], '<')
-				}
+				skipAll(impl, page, body)
+			}
+		})
+		b.Run(impl.name+"/varied", func(b *testing.B) {
+			b.SetBytes(int64(len(varied[0])))
+			k := 0
+			for b.Loop() {
+				skipAll(impl, varied[k%len(varied)], 0)
+				k++
 			}
 		})
 	}
+}
+
+// skipAll runs the fast path over page from i, past each tag it stops at.
+func skipAll(impl skipImpl, page []byte, i int) {
+	for len(page)-i >= 64 {
+		k := impl.skip(page, i, &skipTabs[0])
+		i = k + 1 + bytes.IndexByte(page[k+1:], '<')
+		if i == k {
+			return
+		}
+	}
+}
+
+// variedPages returns n pages of about size bytes of the shapes of
+// cgbench's page, products, navigation and text, in random order and with
+// text of random length.
+func variedPages(n, size int) [][]byte {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	words := strings.Fields("lorem ipsum dolor sit amet consectetur adipiscing elit")
+	text := func() string {
+		var w []string
+		for range rnd.IntN(6) + 1 {
+			w = append(w, words[rnd.IntN(len(words))])
+		}
+		return strings.Join(w, " ")
+	}
+	var out [][]byte
+	for range n {
+		var b bytes.Buffer
+		for b.Len() < size {
+			switch rnd.IntN(8) {
+			case 0:
+				fmt.Fprintf(&b, `<div class="product p%d"><h2>%s</h2>`, rnd.IntN(100), text())
+			case 1:
+				fmt.Fprintf(&b, `<p>%s <a href="/p/%d">%s</a> %s</p>`, text(), rnd.IntN(1000), text(), text())
+			case 2:
+				fmt.Fprintf(&b, `<img src="/img/p%d.jpg" alt="%s">`, rnd.IntN(1000), text())
+			case 3:
+				fmt.Fprintf(&b, `<span class="c%d">%s</span> <b>%s</b>`, rnd.IntN(9), text(), text())
+			case 4:
+				b.WriteString("</div>\n")
+			case 5:
+				fmt.Fprintf(&b, `<li><a href="/c/%d" class="nav">%s</a></li>`, rnd.IntN(50), text())
+			case 6:
+				fmt.Fprintf(&b, `<button type="button" data-sku="WC-%d">%s</button>`, rnd.IntN(99), text())
+			case 7:
+				fmt.Fprintf(&b, `<em>%s</em> %s<br>`, text(), text())
+			}
+		}
+		out = append(out, b.Bytes())
+	}
+	return out
 }
 
 // TestSkipWindowsSimpleTags: the simple tags the fast path may skip
