@@ -15,10 +15,10 @@ import "math/bits"
 //
 // The simple tags that need nothing (</div>, <p>, </a>…, see simpleTags)
 // are taken out of a window's masks before it is walked: about half the
-// tags of a page. In skipWindowsAVX512 the masks of the next window are
-// made while a window is walked, so that a window's walk does not wait
-// for them; skipWindowsAVX2 reads every tag (PEXT and PDEP, which
-// simpleTags needs, are slow on some CPUs with AVX2 but not AVX-512).
+// tags of a page. The masks of the next window are made while a window is
+// walked, so that a window's walk does not wait for them. simpleTags needs
+// PEXT and PDEP, which take hundreds of cycles on AMD CPUs before Zen 3:
+// there skipWindowsAVX2 reads every tag instead (fastPDEP).
 
 // skipTables says, by a tag name's first byte and its length modulo 32,
 // whether the name may be one the rewriter acts on. Element names are

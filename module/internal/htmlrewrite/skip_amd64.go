@@ -15,11 +15,38 @@ func skipWindowsAVX2(b []byte, i int, tab *skipTables) int
 //go:noescape
 func skipWindowsAVX512(b []byte, i int, tab *skipTables) int
 
+// skipWindowsAVX2Simple is skipWindowsAVX2 taking the simple tags out of
+// the masks (simpleTags) and making the next window's masks while it
+// walks one, as skipWindowsAVX512 does.
+//
+//go:noescape
+func skipWindowsAVX2Simple(b []byte, i int, tab *skipTables) int
+
+func cpuid(leaf uint32) (eax, ebx, ecx, edx uint32)
+
 var (
 	haveAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasBMI1 && cpu.X86.HasBMI2
 	haveAVX512 = haveAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
 	haveVector = haveAVX2
+	// fastPDEP: PDEP and PEXT take a few cycles, as on Intel CPUs and AMD's
+	// since Zen 3, not hundreds, as on AMD's (and Hygon's) before.
+	fastPDEP = haveAVX2 && !slowPDEP()
 )
+
+func slowPDEP() bool {
+	_, b, c, d := cpuid(0)
+	vendor := string([]byte{byte(b), byte(b >> 8), byte(b >> 16), byte(b >> 24),
+		byte(d), byte(d >> 8), byte(d >> 16), byte(d >> 24), byte(c), byte(c >> 8), byte(c >> 16), byte(c >> 24)})
+	if vendor != "AuthenticAMD" && vendor != "HygonGenuine" {
+		return false
+	}
+	a, _, _, _ := cpuid(1)
+	family := a >> 8 & 0xf
+	if family == 0xf {
+		family += a >> 20 & 0xff
+	}
+	return family < 0x19
+}
 
 // skipImpls are the implementations of skipWindows this CPU runs, the
 // fastest first.
@@ -28,7 +55,8 @@ var skipImpls = func() (impls []skipImpl) {
 		impls = append(impls, skipImpl{"AVX-512", skipWindowsAVX512, skipWindows})
 	}
 	if haveAVX2 {
-		impls = append(impls, skipImpl{"AVX2", skipWindowsAVX2, skipWindowsAll})
+		impls = append(impls, skipImpl{"AVX2", skipWindowsAVX2, skipWindowsAll},
+			skipImpl{"AVX2, simple tags", skipWindowsAVX2Simple, skipWindows})
 	}
 	return append(impls, skipImpl{"Go", skipWindows, nil}, skipImpl{"Go, all tags", skipWindowsAll, nil})
 }()
@@ -38,6 +66,8 @@ func skipFast(b []byte, i int, tab *skipTables) int {
 	switch {
 	case haveAVX512:
 		return skipWindowsAVX512(b, i, tab)
+	case fastPDEP:
+		return skipWindowsAVX2Simple(b, i, tab)
 	case haveAVX2:
 		return skipWindowsAVX2(b, i, tab)
 	}

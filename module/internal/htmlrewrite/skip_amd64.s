@@ -21,6 +21,10 @@
 #define NEV 72(SP)
 #define NNG 80(SP)
 #define NEXT 88(SP)
+#define ALNUM 96(SP)
+#define LETTER 104(SP)
+#define FREE0 112(SP)
+#define FREE1 120(SP)
 
 DATA c_lt<>+0(SB)/8, $0x3c3c3c3c3c3c3c3c
 DATA c_lt<>+8(SB)/8, $0x3c3c3c3c3c3c3c3c
@@ -204,7 +208,7 @@ DATA c_free1<>+56(SB)/8, $0x3030303030303030
 GLOBL c_free1<>(SB), RODATA|NOPTR, $64
 
 // func skipWindowsAVX2(b []byte, i int, tab *skipTables) int
-TEXT ·skipWindowsAVX2(SB), NOSPLIT, $96-48
+TEXT ·skipWindowsAVX2(SB), NOSPLIT, $128-48
 
 	MOVQ b_len+8(FP), DX
 	MOVQ i+24(FP), DI
@@ -477,8 +481,595 @@ done:
 	VZEROUPPER
 	RET
 
+// func skipWindowsAVX2Simple(b []byte, i int, tab *skipTables) int
+TEXT ·skipWindowsAVX2Simple(SB), NOSPLIT, $128-48
+
+	MOVQ b_len+8(FP), DX
+	MOVQ i+24(FP), DI
+
+window:
+	// A window at w (DI, R14) if 64 bytes are left: its masks, and NEV,
+	// its bytes that may change the state that walk reads.
+	MOVQ DX, AX
+	SUBQ DI, AX
+	CMPQ AX, $64
+	JLT  done
+	MOVQ b_base+0(FP), R14
+	ADDQ DI, R14
+	VMOVDQU (R14), Y0
+	VMOVDQU 32(R14), Y1
+	VPCMPEQB c_lt<>(SB), Y0, Y2
+	VPCMPEQB c_lt<>(SB), Y1, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, R9
+	VPCMPEQB c_gt<>(SB), Y0, Y10
+	VPCMPEQB c_gt<>(SB), Y1, Y11
+	VPMOVMSKB Y10, AX
+	VPMOVMSKB Y11, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, R10
+	VPCMPEQB c_dq<>(SB), Y0, Y12
+	VPCMPEQB c_dq<>(SB), Y1, Y13
+	VPMOVMSKB Y12, AX
+	VPMOVMSKB Y13, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, R11
+	VPCMPEQB c_sq<>(SB), Y0, Y2
+	VPCMPEQB c_sq<>(SB), Y1, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	VPOR Y2, Y12, Y12
+	VPOR Y3, Y13, Y13
+	ORQ AX, R11
+	VPCMPEQB c_sp<>(SB), Y0, Y2
+	VPCMPEQB c_sp<>(SB), Y1, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, NSPC
+	VPOR Y2, Y10, Y10
+	VPOR Y3, Y11, Y11
+	VPCMPEQB c_sl<>(SB), Y0, Y2
+	VPCMPEQB c_sl<>(SB), Y1, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, CX
+	VPOR Y2, Y10, Y10
+	VPOR Y3, Y11, Y11
+	VPMINUB c_ctl<>(SB), Y0, Y8
+	VPMINUB c_ctl<>(SB), Y1, Y9
+	VPCMPEQB Y0, Y8, Y8
+	VPCMPEQB Y1, Y9, Y9
+	VPOR Y8, Y10, Y10
+	VPOR Y9, Y11, Y11
+	VPCMPEQB c_bs<>(SB), Y0, Y2
+	VPCMPEQB c_bs<>(SB), Y1, Y3
+	VPOR Y2, Y8, Y8
+	VPOR Y3, Y9, Y9
+	VPCMPEQB c_amp<>(SB), Y0, Y2
+	VPCMPEQB c_amp<>(SB), Y1, Y3
+	VPOR Y2, Y8, Y8
+	VPOR Y3, Y9, Y9
+	VPCMPEQB c_colon<>(SB), Y0, Y2
+	VPCMPEQB c_colon<>(SB), Y1, Y3
+	VPOR Y2, Y8, Y8
+	VPOR Y3, Y9, Y9
+	VPCMPEQB c_eq<>(SB), Y0, Y2
+	VPCMPEQB c_eq<>(SB), Y1, Y3
+	VPOR Y2, Y12, Y12
+	VPOR Y3, Y13, Y13
+	VPOR Y10, Y12, Y12
+	VPOR Y11, Y13, Y13
+	VPMOVMSKB Y10, AX
+	VPMOVMSKB Y11, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, NDEL
+	VPMOVMSKB Y12, AX
+	VPMOVMSKB Y13, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, NX
+	VPMOVMSKB Y8, AX
+	VPMOVMSKB Y9, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ CX, BX
+	SHRQ $1, BX
+	ANDQ CX, BX
+	ORQ BX, AX
+	MOVQ AX, NURL
+	VMOVDQU t_lo<>(SB), Y4
+	VMOVDQU t_hi<>(SB), Y5
+	VPAND c_0f<>(SB), Y0, Y2
+	VPSRLW $4, Y0, Y3
+	VPAND c_0f<>(SB), Y3, Y3
+	VPSHUFB Y2, Y4, Y2
+	VPSHUFB Y3, Y5, Y3
+	VPAND Y2, Y3, Y6
+	VPAND c_0f<>(SB), Y1, Y2
+	VPSRLW $4, Y1, Y3
+	VPAND c_0f<>(SB), Y3, Y3
+	VPSHUFB Y2, Y4, Y2
+	VPSHUFB Y3, Y5, Y3
+	VPAND Y2, Y3, Y7
+	VPXOR Y8, Y8, Y8
+	VPAND c_alnum<>(SB), Y6, Y2
+	VPAND c_alnum<>(SB), Y7, Y3
+	VPCMPGTB Y8, Y2, Y2
+	VPCMPGTB Y8, Y3, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, ALNUM
+	VPAND c_letter<>(SB), Y6, Y2
+	VPAND c_letter<>(SB), Y7, Y3
+	VPCMPGTB Y8, Y2, Y2
+	VPCMPGTB Y8, Y3, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, LETTER
+	VPAND c_free0<>(SB), Y6, Y2
+	VPAND c_free0<>(SB), Y7, Y3
+	VPCMPGTB Y8, Y2, Y2
+	VPCMPGTB Y8, Y3, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, FREE0
+	VPAND c_free1<>(SB), Y6, Y2
+	VPAND c_free1<>(SB), Y7, Y3
+	VPCMPGTB Y8, Y2, Y2
+	VPCMPGTB Y8, Y3, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, FREE1
+	MOVQ R9, AX
+	ORQ $1, AX
+	BSRQ AX, AX
+	MOVQ R10, BX
+	ORQ $1, BX
+	BSRQ BX, BX
+	MOVL $64, R13
+	CMPQ AX, BX
+	CMOVQHI AX, R13
+	MOVQ R13, NNG
+	// R13: every event; AX: the '<' after which the state is known.
+	MOVQ R9, R13
+	ORQ R10, R13
+	ORQ R11, R13
+	MOVQ R9, AX
+	ORQ R11, AX
+	SHLQ $1, AX
+	MOVQ R13, BX
+	NOTQ BX
+	ADDQ BX, AX
+	XORQ BX, AX
+	ANDNQ R9, AX, AX
+	// SI: those followed by '/'; AX: the others.
+	MOVQ CX, SI
+	SHRQ $1, SI
+	ANDQ AX, SI
+	ANDNQ AX, SI, AX
+	// BX: letters that start a name of 1 or 2 bytes (R8: letters and digits).
+	MOVQ ALNUM, R8
+	MOVQ R8, BX
+	SHRQ $1, BX
+	MOVQ R8, R12
+	SHRQ $2, R12
+	ANDQ R12, BX
+	MOVQ LETTER, R12
+	ANDNQ R12, BX, BX
+	// AX: the names that may be skipped.
+	MOVQ FREE0, R12
+	ORQ BX, R12
+	SHLQ $1, AX
+	ANDQ R12, AX
+	MOVQ FREE1, R12
+	ORQ BX, R12
+	SHLQ $2, SI
+	ANDQ R12, SI
+	ORQ SI, AX
+	// The byte after each name, when it is '>'; the '<' before it.
+	ADDQ R8, AX
+	ANDNQ AX, R8, AX
+	ANDQ R10, AX
+	PEXTQ R13, AX, BX
+	SHRQ $1, BX
+	PDEPQ R13, BX, BX
+	ORQ AX, BX
+	ANDNQ R13, BX, R9
+	MOVQ R9, NEV
+
+ready:
+	// The N slots hold the masks of the window at w: they become the
+	// window's. Those of the next window, where it likely starts, are
+	// made while this one is walked, if 64 bytes are left there.
+	MOVQ NDEL, AX
+	MOVQ AX, DEL
+	MOVQ NX, AX
+	MOVQ AX, X
+	MOVQ NSPC, AX
+	MOVQ AX, SPC
+	MOVQ NURL, AX
+	MOVQ AX, URL
+	MOVQ NEV, AX
+	MOVQ AX, EV
+	MOVQ NNG, AX
+	MOVQ $-1, NEXT
+	MOVQ DX, BX
+	SUBQ DI, BX
+	SUBQ AX, BX
+	CMPQ BX, $64
+	JLT  walk
+	MOVQ AX, NEXT
+	ADDQ AX, R14
+	VMOVDQU (R14), Y0
+	VMOVDQU 32(R14), Y1
+	VPCMPEQB c_lt<>(SB), Y0, Y2
+	VPCMPEQB c_lt<>(SB), Y1, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, R9
+	VPCMPEQB c_gt<>(SB), Y0, Y10
+	VPCMPEQB c_gt<>(SB), Y1, Y11
+	VPMOVMSKB Y10, AX
+	VPMOVMSKB Y11, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, R10
+	VPCMPEQB c_dq<>(SB), Y0, Y12
+	VPCMPEQB c_dq<>(SB), Y1, Y13
+	VPMOVMSKB Y12, AX
+	VPMOVMSKB Y13, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, R11
+	VPCMPEQB c_sq<>(SB), Y0, Y2
+	VPCMPEQB c_sq<>(SB), Y1, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	VPOR Y2, Y12, Y12
+	VPOR Y3, Y13, Y13
+	ORQ AX, R11
+	VPCMPEQB c_sp<>(SB), Y0, Y2
+	VPCMPEQB c_sp<>(SB), Y1, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, NSPC
+	VPOR Y2, Y10, Y10
+	VPOR Y3, Y11, Y11
+	VPCMPEQB c_sl<>(SB), Y0, Y2
+	VPCMPEQB c_sl<>(SB), Y1, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, CX
+	VPOR Y2, Y10, Y10
+	VPOR Y3, Y11, Y11
+	VPMINUB c_ctl<>(SB), Y0, Y8
+	VPMINUB c_ctl<>(SB), Y1, Y9
+	VPCMPEQB Y0, Y8, Y8
+	VPCMPEQB Y1, Y9, Y9
+	VPOR Y8, Y10, Y10
+	VPOR Y9, Y11, Y11
+	VPCMPEQB c_bs<>(SB), Y0, Y2
+	VPCMPEQB c_bs<>(SB), Y1, Y3
+	VPOR Y2, Y8, Y8
+	VPOR Y3, Y9, Y9
+	VPCMPEQB c_amp<>(SB), Y0, Y2
+	VPCMPEQB c_amp<>(SB), Y1, Y3
+	VPOR Y2, Y8, Y8
+	VPOR Y3, Y9, Y9
+	VPCMPEQB c_colon<>(SB), Y0, Y2
+	VPCMPEQB c_colon<>(SB), Y1, Y3
+	VPOR Y2, Y8, Y8
+	VPOR Y3, Y9, Y9
+	VPCMPEQB c_eq<>(SB), Y0, Y2
+	VPCMPEQB c_eq<>(SB), Y1, Y3
+	VPOR Y2, Y12, Y12
+	VPOR Y3, Y13, Y13
+	VPOR Y10, Y12, Y12
+	VPOR Y11, Y13, Y13
+	VPMOVMSKB Y10, AX
+	VPMOVMSKB Y11, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, NDEL
+	VPMOVMSKB Y12, AX
+	VPMOVMSKB Y13, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, NX
+	VPMOVMSKB Y8, AX
+	VPMOVMSKB Y9, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ CX, BX
+	SHRQ $1, BX
+	ANDQ CX, BX
+	ORQ BX, AX
+	MOVQ AX, NURL
+	VMOVDQU t_lo<>(SB), Y4
+	VMOVDQU t_hi<>(SB), Y5
+	VPAND c_0f<>(SB), Y0, Y2
+	VPSRLW $4, Y0, Y3
+	VPAND c_0f<>(SB), Y3, Y3
+	VPSHUFB Y2, Y4, Y2
+	VPSHUFB Y3, Y5, Y3
+	VPAND Y2, Y3, Y6
+	VPAND c_0f<>(SB), Y1, Y2
+	VPSRLW $4, Y1, Y3
+	VPAND c_0f<>(SB), Y3, Y3
+	VPSHUFB Y2, Y4, Y2
+	VPSHUFB Y3, Y5, Y3
+	VPAND Y2, Y3, Y7
+	VPXOR Y8, Y8, Y8
+	VPAND c_alnum<>(SB), Y6, Y2
+	VPAND c_alnum<>(SB), Y7, Y3
+	VPCMPGTB Y8, Y2, Y2
+	VPCMPGTB Y8, Y3, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, ALNUM
+	VPAND c_letter<>(SB), Y6, Y2
+	VPAND c_letter<>(SB), Y7, Y3
+	VPCMPGTB Y8, Y2, Y2
+	VPCMPGTB Y8, Y3, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, LETTER
+	VPAND c_free0<>(SB), Y6, Y2
+	VPAND c_free0<>(SB), Y7, Y3
+	VPCMPGTB Y8, Y2, Y2
+	VPCMPGTB Y8, Y3, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, FREE0
+	VPAND c_free1<>(SB), Y6, Y2
+	VPAND c_free1<>(SB), Y7, Y3
+	VPCMPGTB Y8, Y2, Y2
+	VPCMPGTB Y8, Y3, Y3
+	VPMOVMSKB Y2, AX
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, AX
+	MOVQ AX, FREE1
+	MOVQ R9, AX
+	ORQ $1, AX
+	BSRQ AX, AX
+	MOVQ R10, BX
+	ORQ $1, BX
+	BSRQ BX, BX
+	MOVL $64, R13
+	CMPQ AX, BX
+	CMOVQHI AX, R13
+	MOVQ R13, NNG
+	// R13: every event; AX: the '<' after which the state is known.
+	MOVQ R9, R13
+	ORQ R10, R13
+	ORQ R11, R13
+	MOVQ R9, AX
+	ORQ R11, AX
+	SHLQ $1, AX
+	MOVQ R13, BX
+	NOTQ BX
+	ADDQ BX, AX
+	XORQ BX, AX
+	ANDNQ R9, AX, AX
+	// SI: those followed by '/'; AX: the others.
+	MOVQ CX, SI
+	SHRQ $1, SI
+	ANDQ AX, SI
+	ANDNQ AX, SI, AX
+	// BX: letters that start a name of 1 or 2 bytes (R8: letters and digits).
+	MOVQ ALNUM, R8
+	MOVQ R8, BX
+	SHRQ $1, BX
+	MOVQ R8, R12
+	SHRQ $2, R12
+	ANDQ R12, BX
+	MOVQ LETTER, R12
+	ANDNQ R12, BX, BX
+	// AX: the names that may be skipped.
+	MOVQ FREE0, R12
+	ORQ BX, R12
+	SHLQ $1, AX
+	ANDQ R12, AX
+	MOVQ FREE1, R12
+	ORQ BX, R12
+	SHLQ $2, SI
+	ANDQ R12, SI
+	ORQ SI, AX
+	// The byte after each name, when it is '>'; the '<' before it.
+	ADDQ R8, AX
+	ANDNQ AX, R8, AX
+	ANDQ R10, AX
+	PEXTQ R13, AX, BX
+	SHRQ $1, BX
+	PDEPQ R13, BX, BX
+	ORQ AX, BX
+	ANDNQ R13, BX, R9
+	MOVQ R9, NEV
+	SUBQ NEXT, R14
+
+walk:
+	// left (R9): the window's bytes that may change the state.
+	MOVQ EV, R9
+
+data:
+	// Data: the next '<'. (TZCNT sets CF when no bit is left.)
+	TZCNTQ R9, AX
+	JCS  next64
+	BLSRQ R9, R9
+	CMPB (R14)(AX*1), $0x3c
+	JNE  data
+	CMPQ AX, $60
+	JHI  moveto
+
+	// A tag at t (R10): c (CX), n (R12), its tables (R13).
+	MOVQ AX, R10
+	MOVBLZX 1(R14)(AX*1), CX
+	LEAQ 1(AX), R12
+	MOVQ tab+32(FP), R13
+	CMPB CL, $0x2f
+	JNE  name
+	MOVBLZX 2(R14)(AX*1), CX
+	LEAQ 2(AX), R12
+	ADDQ $2048, R13
+
+name:
+	// e (R11): the first del after n.
+	LEAQ 1(R12), R8
+	SHRXQ R8, DEL, BX
+	TZCNTQ BX, BX
+	JCS  more
+	LEAQ (BX)(R8*1), R11
+	// The name's length (R8; SHRXL reads it modulo 32) in the tables;
+	// res (SI).
+	MOVQ R11, R8
+	SUBQ R12, R8
+	MOVL (R13)(CX*4), BX
+	SHRXL R8, BX, BX
+	TESTL $1, BX
+	JNE  stop
+	MOVL 1024(R13)(CX*4), SI
+	SHRXL R8, SI, SI
+	ANDL $1, SI
+
+	MOVBLZX (R14)(R11*1), CX
+	CMPB CL, $0x3e
+	JEQ  named
+	CMPB CL, $0x20
+	JEQ  named
+	CMPB CL, $0x2f
+	JNE  stop
+
+named:
+	MOVQ R11, R12
+
+tag:
+	// In the tag after its name; s (R12).
+	TZCNTQ R9, AX
+	JCS  more
+	BLSRQ R9, R9
+	CMPQ AX, R11
+	JLO  tag
+	MOVBLZX (R14)(AX*1), CX
+	CMPB CL, $0x3e
+	JEQ  tagend
+	CMPB CL, $0x3c
+	JEQ  tag
+	// A quote at AX: it must open a value (quoteOpens).
+	CMPB -1(R14)(AX*1), $0x3d
+	JNE  stop
+	LEAQ -1(AX), R8
+	MOVQ X, R13
+	BZHIQ R8, R13, R13
+	BSRQ R13, R13
+	LEAQ -2(AX), R8
+	CMPQ R13, R8
+	JGE  stop
+	CMPQ R13, R12
+	JEQ  quoted
+	CMPB (R14)(R13*1), $0x20
+	JNE  stop
+	MOVQ SPC, R8
+	NOTQ R8
+	BZHIQ R13, R8, R8
+	BSRQ R8, R8
+	MOVBLZX (R14)(R8*1), R8
+	CMPB R8B, $0x3d
+	JEQ  stop
+	CMPB R8B, $0x0d
+	JLS  stop
+
+quoted:
+	// In a value quoted with CL, up to the closing quote.
+	TZCNTQ R9, AX
+	JCS  more
+	BLSRQ R9, R9
+	CMPB (R14)(AX*1), CL
+	JNE  quoted
+	MOVQ AX, R12
+	JMP  tag
+
+tagend:
+	// The tag ends at AX; a URL-loading tag passes only without a byte
+	// that may make a URL leave the origin.
+	TESTL SI, SI
+	JEQ  data
+	INCQ AX
+	MOVQ URL, R8
+	BZHIQ AX, R8, R8
+	SHRXQ R10, R8, R8
+	TESTQ R8, R8
+	JNE  stop
+	JMP  data
+
+next64:
+	MOVL $64, AX
+
+moveto:
+	// The next window starts at w+AX: its masks are made if it starts
+	// where guessed.
+	CMPQ AX, NEXT
+	JNE  fresh
+	ADDQ AX, DI
+	ADDQ AX, R14
+	JMP  ready
+
+fresh:
+	ADDQ AX, DI
+	JMP  window
+
+more:
+	// The tag at t runs past the window: the next window starts at it,
+	// unless it already does.
+	TESTQ R10, R10
+	JEQ  done
+	MOVQ R10, AX
+	JMP  moveto
+
+stop:
+	ADDQ R10, DI
+
+done:
+	MOVQ DI, ret+40(FP)
+	VZEROUPPER
+	RET
+
 // func skipWindowsAVX512(b []byte, i int, tab *skipTables) int
-TEXT ·skipWindowsAVX512(SB), NOSPLIT, $96-48
+TEXT ·skipWindowsAVX512(SB), NOSPLIT, $128-48
 
 	MOVQ b_len+8(FP), DX
 	MOVQ i+24(FP), DI
@@ -882,4 +1473,15 @@ stop:
 done:
 	MOVQ DI, ret+40(FP)
 	VZEROUPPER
+	RET
+
+// func cpuid(leaf uint32) (eax, ebx, ecx, edx uint32)
+TEXT ·cpuid(SB), NOSPLIT, $0-24
+	MOVL leaf+0(FP), AX
+	XORL CX, CX
+	CPUID
+	MOVL AX, eax+8(FP)
+	MOVL BX, ebx+12(FP)
+	MOVL CX, ecx+16(FP)
+	MOVL DX, edx+20(FP)
 	RET

@@ -44,7 +44,7 @@ var asmConsts = []struct {
 type asmWriter struct{ strings.Builder }
 
 // asmSlots are the assembly's locals.
-var asmSlots = []string{"DEL", "X", "SPC", "URL", "EV", "NDEL", "NX", "NSPC", "NURL", "NEV", "NNG", "NEXT"}
+var asmSlots = []string{"DEL", "X", "SPC", "URL", "EV", "NDEL", "NX", "NSPC", "NURL", "NEV", "NNG", "NEXT", "ALNUM", "LETTER", "FREE0", "FREE1"}
 
 // data writes 64 bytes of read-only data: v four times.
 func (w *asmWriter) data(name string, v [16]byte) {
@@ -153,7 +153,11 @@ func genSkipAsm() string {
 		masks     func(*asmWriter)
 		events    string
 		pipelined bool
-	}{{"AVX2", masksAVX2, eventsAll, false}, {"AVX512", masksAVX512, eventsSimple, true}} {
+	}{
+		{"AVX2", masksAVX2, eventsAll, false},
+		{"AVX2Simple", func(w *asmWriter) { masksAVX2(w); classesAVX2(w) }, eventsSimpleAVX2, true},
+		{"AVX512", masksAVX512, eventsSimple, true},
+	} {
 		var m asmWriter
 		v.masks(&m)
 		if v.name != "AVX2" {
@@ -172,8 +176,23 @@ func genSkipAsm() string {
 		w.WriteString(strings.TrimRight(body, "\n"))
 		w.WriteByte('\n')
 	}
+	w.WriteString(cpuidAsm)
 	return w.String()
 }
+
+// cpuidAsm is cpuid, for fastPDEP.
+const cpuidAsm = `
+// func cpuid(leaf uint32) (eax, ebx, ecx, edx uint32)
+TEXT ·cpuid(SB), NOSPLIT, $0-24
+	MOVL leaf+0(FP), AX
+	XORL CX, CX
+	CPUID
+	MOVL AX, eax+8(FP)
+	MOVL BX, ebx+12(FP)
+	MOVL CX, ecx+16(FP)
+	MOVL DX, edx+20(FP)
+	RET
+`
 
 // masksAVX2 makes the masks of the window at R14 from two 32-byte halves:
 // R9 '<', R10 '>', R11 quotes, the rest in the locals.
@@ -313,6 +332,41 @@ const nextWindow = `	MOVQ NNG, AX
 	ADDQ AX, R14
 @PREP@
 	SUBQ NEXT, R14`
+
+// classesAVX2 stores the classes simpleTags reads (classNibbles) of the
+// window's halves Y0 and Y1 in ALNUM, LETTER, FREE0 and FREE1.
+func classesAVX2(w *asmWriter) {
+	w.a("\tVMOVDQU t_lo<>(SB), Y4")
+	w.a("\tVMOVDQU t_hi<>(SB), Y5")
+	for k, half := range []string{"Y0", "Y1"} {
+		dst := []string{"Y6", "Y7"}[k]
+		w.a("\tVPAND c_0f<>(SB), %s, Y2", half)
+		w.a("\tVPSRLW $4, %s, Y3", half)
+		w.a("\tVPAND c_0f<>(SB), Y3, Y3")
+		w.a("\tVPSHUFB Y2, Y4, Y2")
+		w.a("\tVPSHUFB Y3, Y5, Y3")
+		w.a("\tVPAND Y2, Y3, %s", dst)
+	}
+	// A class is a bit below 0x80: present where the byte, ANDed with it,
+	// is greater than zero.
+	w.a("\tVPXOR Y8, Y8, Y8")
+	for _, c := range []struct{ class, slot string }{{"alnum", "ALNUM"}, {"letter", "LETTER"}, {"free0", "FREE0"}, {"free1", "FREE1"}} {
+		w.a("\tVPAND c_%s<>(SB), Y6, Y2", c.class)
+		w.a("\tVPAND c_%s<>(SB), Y7, Y3", c.class)
+		w.a("\tVPCMPGTB Y8, Y2, Y2")
+		w.a("\tVPCMPGTB Y8, Y3, Y3")
+		w.a("\tVPMOVMSKB Y2, AX")
+		w.a("\tVPMOVMSKB Y3, BX")
+		w.a("\tSHLQ $32, BX")
+		w.a("\tORQ BX, AX")
+		w.a("\tMOVQ AX, %s", c.slot)
+	}
+}
+
+// eventsSimpleAVX2 is eventsSimple with the classes in locals.
+var eventsSimpleAVX2 = strings.NewReplacer(
+	"KMOVQ K4,", "MOVQ ALNUM,", "KMOVQ K5,", "MOVQ LETTER,",
+	"KMOVQ K6,", "MOVQ FREE0,", "KMOVQ K7,", "MOVQ FREE1,").Replace(eventsSimple)
 
 // eventsAll leaves in R9 every '<' (R9), '>' (R10) and quote (R11).
 const eventsAll = `	ORQ R10, R9
