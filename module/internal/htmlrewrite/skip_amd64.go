@@ -22,6 +22,7 @@ func skipWindowsAVX512(b []byte, i int, tab *skipTables) int
 //go:noescape
 func skipWindowsAVX2Simple(b []byte, i int, tab *skipTables) int
 
+// cpuid returns what the CPUID instruction answers for leaf (and ECX 0).
 func cpuid(leaf uint32) (eax, ebx, ecx, edx uint32)
 
 var (
@@ -33,6 +34,8 @@ var (
 	fastPDEP = haveAVX2 && !slowPDEP()
 )
 
+// slowPDEP reports whether the CPU is AMD's or Hygon's of a family before
+// 19h (Zen 3), whose PDEP and PEXT are microcoded.
 func slowPDEP() bool {
 	_, b, c, d := cpuid(0)
 	vendor := string([]byte{byte(b), byte(b >> 8), byte(b >> 16), byte(b >> 24),
@@ -55,8 +58,8 @@ var skipImpls = func() (impls []skipImpl) {
 		impls = append(impls, skipImpl{"AVX-512", skipWindowsAVX512, skipWindows})
 	}
 	if haveAVX2 {
-		impls = append(impls, skipImpl{"AVX2", skipWindowsAVX2, skipWindowsAll},
-			skipImpl{"AVX2, simple tags", skipWindowsAVX2Simple, skipWindows})
+		impls = append(impls, skipImpl{"AVX2, simple tags", skipWindowsAVX2Simple, skipWindows},
+			skipImpl{"AVX2", skipWindowsAVX2, skipWindowsAll})
 	}
 	return append(impls, skipImpl{"Go", skipWindows, nil}, skipImpl{"Go, all tags", skipWindowsAll, nil})
 }()
