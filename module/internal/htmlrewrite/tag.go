@@ -248,7 +248,6 @@ func (ta *tagAttrs) value(name string) (string, bool) {
 // unique returns the spans the tokenizer keeps: the first of each name.
 func (ta *tagAttrs) unique() []attrSpan {
 	out := ta.uniq[:0]
-	defer func() { ta.uniq = out }()
 	var seen map[string]bool
 	for i, a := range ta.spans {
 		k := ta.raw[a.k0:a.k1]
@@ -273,6 +272,7 @@ func (ta *tagAttrs) unique() []attrSpan {
 			out = append(out, a)
 		}
 	}
+	ta.uniq = out
 	return out
 }
 
