@@ -393,17 +393,6 @@ var consentModeCategories = func() map[string]string {
 // arrays); it defines no gtag, and sets __consentgateGCM so banner.js
 // sends only updates. Categories are granted as banner.js grants them:
 // required ones always, undefined ones never.
-func (h *Handler) consentModeDefaultFor(d *Decision) []byte {
-	// It depends only on the granted set: made once per set (a site has
-	// few), shared read-only by the pages.
-	if v, ok := h.consentModes.Load(d.Granted); ok {
-		return v.([]byte)
-	}
-	b := consentModeDefault(d)
-	h.consentModes.Store(d.Granted, b)
-	return b
-}
-
 func consentModeDefault(d *Decision) []byte {
 	b := make([]byte, 0, 384)
 	b = append(b, `<script>window.dataLayer=window.dataLayer||[];(function(){dataLayer.push(arguments)})('consent','default',{`...)
@@ -419,6 +408,18 @@ func consentModeDefault(d *Decision) []byte {
 		}
 	}
 	return append(b, `});window.__consentgateGCM=1</script>`...)
+}
+
+// consentModeDefaultFor is consentModeDefault(d), which depends only on
+// the granted set: made once per set (a site has few), shared read-only
+// by the pages.
+func (h *Handler) consentModeDefaultFor(d *Decision) []byte {
+	if v, ok := h.consentModes.Load(d.Granted); ok {
+		return v.([]byte)
+	}
+	b := consentModeDefault(d)
+	h.consentModes.Store(d.Granted, b)
+	return b
 }
 
 // serveAsset serves the banner files under their hashed names, cached for

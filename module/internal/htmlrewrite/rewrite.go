@@ -436,8 +436,7 @@ func withSrcdoc(attrs []attr, res resolver, st *Stats) []byte {
 			attrs[i].val = out.String()
 		}
 	}
-	b := append([]byte("<iframe"), appendAttrs(nil, attrs)...)
-	return append(b, '>')
+	return append(appendAttrs([]byte("<iframe"), attrs), '>')
 }
 
 // resourceAttrs are the attributes of <img>, <source>, <link>, <embed>,

@@ -317,9 +317,19 @@ func (ta *tagAttrs) list() []attr {
 	return out
 }
 
+// commonKeys are the attribute names trackers' tags carry most, which
+// attrKey returns without allocating.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range strings.Fields(`src async defer type id class width height title style allow
+		allowfullscreen frameborder loading referrerpolicy crossorigin nonce integrity`) {
+		m[k] = k
+	}
+	return m
+}()
+
 // attrKey is a raw attribute name as the tokenizer reads it: NUL to
-// U+FFFD, A-Z lower-cased. The names trackers' tags carry most cost no
-// allocation.
+// U+FFFD, A-Z lower-cased.
 func attrKey(k []byte) string {
 	if bytes.IndexByte(k, 0) >= 0 {
 		return asciiLowerString(bytes.ReplaceAll(k, []byte{0}, []byte("\ufffd")))
@@ -329,43 +339,8 @@ func attrKey(k []byte) string {
 			return asciiLowerString(k)
 		}
 	}
-	switch string(k) {
-	case "src":
-		return "src"
-	case "async":
-		return "async"
-	case "defer":
-		return "defer"
-	case "type":
-		return "type"
-	case "id":
-		return "id"
-	case "class":
-		return "class"
-	case "width":
-		return "width"
-	case "height":
-		return "height"
-	case "title":
-		return "title"
-	case "style":
-		return "style"
-	case "allow":
-		return "allow"
-	case "allowfullscreen":
-		return "allowfullscreen"
-	case "frameborder":
-		return "frameborder"
-	case "loading":
-		return "loading"
-	case "referrerpolicy":
-		return "referrerpolicy"
-	case "crossorigin":
-		return "crossorigin"
-	case "nonce":
-		return "nonce"
-	case "integrity":
-		return "integrity"
+	if name, ok := commonKeys[string(k)]; ok {
+		return name
 	}
 	return string(k)
 }
