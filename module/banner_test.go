@@ -794,3 +794,33 @@ func TestBannerDecidedConfig(t *testing.T) {
 		t.Errorf("unknown config language: %d", r.status)
 	}
 }
+
+// TestMetricsCountHeldElements: what a page's rewriting held back is
+// counted per element in Prometheus: three scripts, the YouTube embed
+// and the Meta pixel for each request of the tracked page.
+func TestMetricsCountHeldElements(t *testing.T) {
+	g := startHTML(t, "en", "")
+	held := func() map[string]float64 {
+		_, body := g.adminDo(http.MethodGet, "/metrics", "")
+		m := map[string]float64{}
+		for _, el := range []string{"script", "iframe", "img"} {
+			re := regexp.MustCompile(`(?m)^consentgate_elements_blocked_total\{element="` + el + `",site="any"\} (\d+)$`)
+			if sm := re.FindSubmatch(body); sm != nil {
+				m[el], _ = strconv.ParseFloat(string(sm[1]), 64)
+			}
+		}
+		return m
+	}
+	before := held()
+	for range 2 {
+		if r := newClient(t).get(g.url("/"), "Accept", "text/html"); r.status != 200 || !strings.Contains(r.body, neutralYouTube) {
+			t.Fatalf("page: %d\n%s", r.status, r.body)
+		}
+	}
+	after := held()
+	for el, want := range map[string]float64{"script": 6, "iframe": 2, "img": 2} {
+		if got := after[el] - before[el]; got != want {
+			t.Errorf("consentgate_elements_blocked_total{element=%q} grew by %v for two pages, want %v", el, got, want)
+		}
+	}
+}

@@ -194,6 +194,8 @@ type Handler struct {
 type heldCounters struct {
 	request, response map[string]prometheus.Counter
 	unclassified      prometheus.Counter
+	// Elements the HTML rewriter held back.
+	scripts, iframes, images prometheus.Counter
 }
 
 func (hc *heldCounters) init(m *metrics, site string, categories []policy.Category) {
@@ -208,6 +210,9 @@ func (hc *heldCounters) init(m *metrics, site string, categories []policy.Catego
 		hc.response[n] = m.cookiesHeld.WithLabelValues(site, n, "response")
 	}
 	hc.unclassified = m.unclassified.WithLabelValues(site)
+	hc.scripts = m.elements.WithLabelValues(site, "script")
+	hc.iframes = m.elements.WithLabelValues(site, "iframe")
+	hc.images = m.elements.WithLabelValues(site, "img")
 }
 
 // RateLimit is a per-client token bucket.
@@ -697,18 +702,17 @@ func (h *Handler) reportUnknown(name string) {
 
 // countHeld counts what the HTML rewriter held back.
 func (h *Handler) countHeld(site string, st htmlrewrite.Stats) {
-	m := h.app.metrics
 	h.app.enforced(site, "script_neutralised", "-", st.Scripts)
 	h.app.enforced(site, "embed_neutralised", "-", st.Iframes)
 	h.app.enforced(site, "pixel_removed", "-", st.Images)
 	if st.Scripts > 0 {
-		m.elements.WithLabelValues(h.label, "script").Add(float64(st.Scripts))
+		h.held.scripts.Add(float64(st.Scripts))
 	}
 	if st.Iframes > 0 {
-		m.elements.WithLabelValues(h.label, "iframe").Add(float64(st.Iframes))
+		h.held.iframes.Add(float64(st.Iframes))
 	}
 	if st.Images > 0 {
-		m.elements.WithLabelValues(h.label, "img").Add(float64(st.Images))
+		h.held.images.Add(float64(st.Images))
 	}
 }
 
