@@ -210,6 +210,7 @@ GLOBL c_free1<>(SB), RODATA|NOPTR, $64
 // func skipWindowsAVX2(b []byte, i int, tab *skipTables) int
 TEXT ·skipWindowsAVX2(SB), NOSPLIT, $128-48
 
+
 	MOVQ b_len+8(FP), DX
 	MOVQ i+24(FP), DI
 
@@ -483,6 +484,7 @@ done:
 
 // func skipWindowsAVX2Simple(b []byte, i int, tab *skipTables) int
 TEXT ·skipWindowsAVX2Simple(SB), NOSPLIT, $128-48
+
 
 	MOVQ b_len+8(FP), DX
 	MOVQ i+24(FP), DI
@@ -1071,6 +1073,24 @@ done:
 // func skipWindowsAVX512(b []byte, i int, tab *skipTables) int
 TEXT ·skipWindowsAVX512(SB), NOSPLIT, $128-48
 
+	VMOVDQU8 t_lo<>(SB), Z30
+	VMOVDQU8 t_hi<>(SB), Z31
+	VMOVDQU8 c_lt<>(SB), Z16
+	VMOVDQU8 c_gt<>(SB), Z17
+	VMOVDQU8 c_dq<>(SB), Z18
+	VMOVDQU8 c_sq<>(SB), Z19
+	VMOVDQU8 c_sp<>(SB), Z20
+	VMOVDQU8 c_sl<>(SB), Z21
+	VMOVDQU8 c_ctl<>(SB), Z22
+	VMOVDQU8 c_eq<>(SB), Z23
+	VMOVDQU8 c_bs<>(SB), Z24
+	VMOVDQU8 c_amp<>(SB), Z25
+	VMOVDQU8 c_colon<>(SB), Z26
+	VMOVDQU8 c_0f<>(SB), Z27
+	VMOVDQU8 c_alnum<>(SB), Z28
+	VMOVDQU8 c_letter<>(SB), Z29
+	VMOVDQU8 c_free0<>(SB), Z5
+	VMOVDQU8 c_free1<>(SB), Z6
 	MOVQ b_len+8(FP), DX
 	MOVQ i+24(FP), DI
 
@@ -1084,36 +1104,36 @@ window:
 	MOVQ b_base+0(FP), R14
 	ADDQ DI, R14
 	VMOVDQU8 (R14), Z0
-	VPCMPEQB c_lt<>(SB), Z0, K1
+	VPCMPEQB Z16, Z0, K1
 	KMOVQ K1, R9
-	VPCMPEQB c_gt<>(SB), Z0, K1
+	VPCMPEQB Z17, Z0, K1
 	KMOVQ K1, R10
-	VPCMPEQB c_dq<>(SB), Z0, K1
+	VPCMPEQB Z18, Z0, K1
 	KMOVQ K1, AX
 	MOVQ AX, R11
-	VPCMPEQB c_sq<>(SB), Z0, K1
+	VPCMPEQB Z19, Z0, K1
 	KMOVQ K1, AX
 	ORQ AX, R11
-	VPCMPEQB c_sp<>(SB), Z0, K1
+	VPCMPEQB Z20, Z0, K1
 	KMOVQ K1, BX
 	MOVQ BX, NSPC
-	VPCMPEQB c_sl<>(SB), Z0, K1
+	VPCMPEQB Z21, Z0, K1
 	KMOVQ K1, CX
-	VPMINUB c_ctl<>(SB), Z0, Z1
+	VPMINUB Z22, Z0, Z1
 	VPCMPEQB Z1, Z0, K1
 	KMOVQ K1, R12
 	ORQ R10, BX
 	ORQ CX, BX
 	ORQ R12, BX
 	MOVQ BX, NDEL
-	VPCMPEQB c_eq<>(SB), Z0, K1
+	VPCMPEQB Z23, Z0, K1
 	KMOVQ K1, AX
 	ORQ AX, BX
 	ORQ R11, BX
 	MOVQ BX, NX
-	VPCMPEQB c_bs<>(SB), Z0, K1
-	VPCMPEQB c_amp<>(SB), Z0, K2
-	VPCMPEQB c_colon<>(SB), Z0, K3
+	VPCMPEQB Z24, Z0, K1
+	VPCMPEQB Z25, Z0, K2
+	VPCMPEQB Z26, Z0, K3
 	KORQ K1, K2, K1
 	KORQ K1, K3, K1
 	KMOVQ K1, AX
@@ -1125,18 +1145,16 @@ window:
 	MOVQ AX, NURL
 	// The classes simpleTags reads: K4 letters and digits, K5 letters,
 	// K6 and K7 the letters free in start and end tags (classNibbles).
-	VPANDD c_0f<>(SB), Z0, Z2
+	VPANDD Z27, Z0, Z2
 	VPSRLW $4, Z0, Z3
-	VPANDD c_0f<>(SB), Z3, Z3
-	VMOVDQU8 t_lo<>(SB), Z4
-	VPSHUFB Z2, Z4, Z2
-	VMOVDQU8 t_hi<>(SB), Z4
-	VPSHUFB Z3, Z4, Z3
+	VPANDD Z27, Z3, Z3
+	VPSHUFB Z2, Z30, Z2
+	VPSHUFB Z3, Z31, Z3
 	VPANDD Z2, Z3, Z2
-	VPTESTMB c_alnum<>(SB), Z2, K4
-	VPTESTMB c_letter<>(SB), Z2, K5
-	VPTESTMB c_free0<>(SB), Z2, K6
-	VPTESTMB c_free1<>(SB), Z2, K7
+	VPTESTMB Z28, Z2, K4
+	VPTESTMB Z29, Z2, K5
+	VPTESTMB Z5, Z2, K6
+	VPTESTMB Z6, Z2, K7
 	MOVQ R9, AX
 	ORQ $1, AX
 	BSRQ AX, AX
@@ -1218,36 +1236,36 @@ ready:
 	MOVQ AX, NEXT
 	ADDQ AX, R14
 	VMOVDQU8 (R14), Z0
-	VPCMPEQB c_lt<>(SB), Z0, K1
+	VPCMPEQB Z16, Z0, K1
 	KMOVQ K1, R9
-	VPCMPEQB c_gt<>(SB), Z0, K1
+	VPCMPEQB Z17, Z0, K1
 	KMOVQ K1, R10
-	VPCMPEQB c_dq<>(SB), Z0, K1
+	VPCMPEQB Z18, Z0, K1
 	KMOVQ K1, AX
 	MOVQ AX, R11
-	VPCMPEQB c_sq<>(SB), Z0, K1
+	VPCMPEQB Z19, Z0, K1
 	KMOVQ K1, AX
 	ORQ AX, R11
-	VPCMPEQB c_sp<>(SB), Z0, K1
+	VPCMPEQB Z20, Z0, K1
 	KMOVQ K1, BX
 	MOVQ BX, NSPC
-	VPCMPEQB c_sl<>(SB), Z0, K1
+	VPCMPEQB Z21, Z0, K1
 	KMOVQ K1, CX
-	VPMINUB c_ctl<>(SB), Z0, Z1
+	VPMINUB Z22, Z0, Z1
 	VPCMPEQB Z1, Z0, K1
 	KMOVQ K1, R12
 	ORQ R10, BX
 	ORQ CX, BX
 	ORQ R12, BX
 	MOVQ BX, NDEL
-	VPCMPEQB c_eq<>(SB), Z0, K1
+	VPCMPEQB Z23, Z0, K1
 	KMOVQ K1, AX
 	ORQ AX, BX
 	ORQ R11, BX
 	MOVQ BX, NX
-	VPCMPEQB c_bs<>(SB), Z0, K1
-	VPCMPEQB c_amp<>(SB), Z0, K2
-	VPCMPEQB c_colon<>(SB), Z0, K3
+	VPCMPEQB Z24, Z0, K1
+	VPCMPEQB Z25, Z0, K2
+	VPCMPEQB Z26, Z0, K3
 	KORQ K1, K2, K1
 	KORQ K1, K3, K1
 	KMOVQ K1, AX
@@ -1259,18 +1277,16 @@ ready:
 	MOVQ AX, NURL
 	// The classes simpleTags reads: K4 letters and digits, K5 letters,
 	// K6 and K7 the letters free in start and end tags (classNibbles).
-	VPANDD c_0f<>(SB), Z0, Z2
+	VPANDD Z27, Z0, Z2
 	VPSRLW $4, Z0, Z3
-	VPANDD c_0f<>(SB), Z3, Z3
-	VMOVDQU8 t_lo<>(SB), Z4
-	VPSHUFB Z2, Z4, Z2
-	VMOVDQU8 t_hi<>(SB), Z4
-	VPSHUFB Z3, Z4, Z3
+	VPANDD Z27, Z3, Z3
+	VPSHUFB Z2, Z30, Z2
+	VPSHUFB Z3, Z31, Z3
 	VPANDD Z2, Z3, Z2
-	VPTESTMB c_alnum<>(SB), Z2, K4
-	VPTESTMB c_letter<>(SB), Z2, K5
-	VPTESTMB c_free0<>(SB), Z2, K6
-	VPTESTMB c_free1<>(SB), Z2, K7
+	VPTESTMB Z28, Z2, K4
+	VPTESTMB Z29, Z2, K5
+	VPTESTMB Z5, Z2, K6
+	VPTESTMB Z6, Z2, K7
 	MOVQ R9, AX
 	ORQ $1, AX
 	BSRQ AX, AX

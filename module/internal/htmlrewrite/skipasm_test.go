@@ -169,15 +169,58 @@ func genSkipAsm() string {
 		next := "\tMOVQ $-1, NEXT"
 		if v.pipelined {
 			prep = strings.TrimSuffix(m.String(), "\n") + "\n" + guessNext + "\n" + v.events + "\n\tMOVQ R9, NEV"
-			next = strings.ReplaceAll(nextWindow, "@PREP@", prep)
+			next = nextWindow
 		}
-		body := strings.ReplaceAll(skipAsmBody, "@PREP@", prep)
+		init := ""
+		if v.name == "AVX512" {
+			init, prep = constRegs(prep)
+		}
+		next = strings.ReplaceAll(next, "@PREP@", prep)
+		body := strings.ReplaceAll(skipAsmBody, "@INIT@", init)
+		body = strings.ReplaceAll(body, "@PREP@", prep)
 		body = strings.ReplaceAll(body, "@NEXT@", next)
 		w.WriteString(strings.TrimRight(body, "\n"))
 		w.WriteByte('\n')
 	}
 	w.WriteString(cpuidAsm)
 	return w.String()
+}
+
+// constRegNames are the registers constRegs may use: not Z0-Z4, which
+// the masks' code computes in, nor Z30 and Z31, the nibble tables.
+var constRegNames = []string{"Z16", "Z17", "Z18", "Z19", "Z20", "Z21", "Z22", "Z23", "Z24", "Z25", "Z26", "Z27", "Z28", "Z29",
+	"Z5", "Z6", "Z7", "Z8", "Z9", "Z10", "Z11", "Z12"}
+
+// constRegs rewrites the AVX-512 masks' code prep to read its constants
+// from registers (constRegNames), which init loads once, instead of from memory: 64-byte
+// memory operands are two loads each on CPUs that split 512-bit loads,
+// and the masks take a dozen of them per window.
+func constRegs(prep string) (init, out string) {
+	var w asmWriter
+	out = prep
+	for k, name := range []string{"t_lo", "t_hi"} {
+		reg := fmt.Sprintf("Z%d", 30+k)
+		w.a("\tVMOVDQU8 %s<>(SB), %s", name, reg)
+		out = strings.ReplaceAll(out, fmt.Sprintf("\tVMOVDQU8 %s<>(SB), Z4\n\tVPSHUFB Z%d, Z4, Z%d", name, 2+k, 2+k),
+			fmt.Sprintf("\tVPSHUFB Z%d, %s, Z%d", 2+k, reg, 2+k))
+	}
+	for k := 0; ; k++ {
+		i := strings.Index(out, "c_")
+		if i < 0 {
+			break
+		}
+		name := out[i : i+strings.Index(out[i:], "<>(SB)")]
+		if k >= len(constRegNames) {
+			panic("constRegs: more constants than registers")
+		}
+		reg := constRegNames[k]
+		w.a("\tVMOVDQU8 %s<>(SB), %s", name, reg)
+		out = strings.ReplaceAll(out, name+"<>(SB)", reg)
+	}
+	if strings.Contains(out, "<>(SB)") {
+		panic("constRegs: a table is still read from memory")
+	}
+	return strings.TrimSuffix(w.String(), "\n"), out
 }
 
 // cpuidAsm is cpuid, for fastPDEP.
@@ -429,8 +472,10 @@ func urlTail(w *asmWriter) {
 	w.a("\tMOVQ AX, NURL")
 }
 
-// skipAsmBody is skipWindows's walk; @MASKS@ makes the window's masks.
+// skipAsmBody is skipWindows's walk; @PREP@ makes the window's masks,
+// @NEXT@ the next window's, and @INIT@ loads what they keep in registers.
 const skipAsmBody = `
+@INIT@
 	MOVQ b_len+8(FP), DX
 	MOVQ i+24(FP), DI
 
