@@ -171,12 +171,16 @@ func genSkipAsm() string {
 			prep = strings.TrimSuffix(m.String(), "\n") + "\n" + guessNext + "\n" + v.events + "\n\tMOVQ R9, NEV"
 			next = nextWindow
 		}
-		init := ""
+		init, body := "", skipAsmBody
 		if v.name == "AVX512" {
-			init, prep = constRegs(prep)
+			var code []string
+			init, code = constRegs(prep, urlAVX512)
+			prep = code[0]
+			body = strings.Replace(body, "\tMOVQ NURL, AX\n\tMOVQ AX, URL\n", "", 1)
+			body = strings.Replace(body, "\tMOVQ URL, R8\n", code[1], 1)
 		}
 		next = strings.ReplaceAll(next, "@PREP@", prep)
-		body := strings.ReplaceAll(skipAsmBody, "@INIT@", init)
+		body = strings.ReplaceAll(body, "@INIT@", init)
 		body = strings.ReplaceAll(body, "@PREP@", prep)
 		body = strings.ReplaceAll(body, "@NEXT@", next)
 		w.WriteString(strings.TrimRight(body, "\n"))
@@ -191,37 +195,59 @@ func genSkipAsm() string {
 var constRegNames = []string{"Z16", "Z17", "Z18", "Z19", "Z20", "Z21", "Z22", "Z23", "Z24", "Z25", "Z26", "Z27", "Z28", "Z29",
 	"Z5", "Z6", "Z7", "Z8", "Z9", "Z10", "Z11", "Z12"}
 
-// constRegs rewrites the AVX-512 masks' code prep to read its constants
-// from registers (constRegNames), which init loads once, instead of from memory: 64-byte
+// constRegs rewrites the AVX-512 code to read its constants from
+// registers (constRegNames), which init loads once, instead of from memory: 64-byte
 // memory operands are two loads each on CPUs that split 512-bit loads,
 // and the masks take a dozen of them per window.
-func constRegs(prep string) (init, out string) {
+func constRegs(code ...string) (init string, out []string) {
 	var w asmWriter
-	out = prep
+	all := strings.Join(code, "\x00")
 	for k, name := range []string{"t_lo", "t_hi"} {
 		reg := fmt.Sprintf("Z%d", 30+k)
 		w.a("\tVMOVDQU8 %s<>(SB), %s", name, reg)
-		out = strings.ReplaceAll(out, fmt.Sprintf("\tVMOVDQU8 %s<>(SB), Z4\n\tVPSHUFB Z%d, Z4, Z%d", name, 2+k, 2+k),
+		all = strings.ReplaceAll(all, fmt.Sprintf("\tVMOVDQU8 %s<>(SB), Z4\n\tVPSHUFB Z%d, Z4, Z%d", name, 2+k, 2+k),
 			fmt.Sprintf("\tVPSHUFB Z%d, %s, Z%d", 2+k, reg, 2+k))
 	}
 	for k := 0; ; k++ {
-		i := strings.Index(out, "c_")
+		i := strings.Index(all, "c_")
 		if i < 0 {
 			break
 		}
-		name := out[i : i+strings.Index(out[i:], "<>(SB)")]
+		name := all[i : i+strings.Index(all[i:], "<>(SB)")]
 		if k >= len(constRegNames) {
 			panic("constRegs: more constants than registers")
 		}
 		reg := constRegNames[k]
 		w.a("\tVMOVDQU8 %s<>(SB), %s", name, reg)
-		out = strings.ReplaceAll(out, name+"<>(SB)", reg)
+		all = strings.ReplaceAll(all, name+"<>(SB)", reg)
 	}
-	if strings.Contains(out, "<>(SB)") {
+	if strings.Contains(all, "<>(SB)") {
 		panic("constRegs: a table is still read from memory")
 	}
-	return strings.TrimSuffix(w.String(), "\n"), out
+	return strings.TrimSuffix(w.String(), "\n"), strings.Split(all, "\x00")
 }
+
+// urlAVX512 makes in R8 the URL mask of the window at R14 (the mask the
+// other variants make with the window's, in URL): '\\', '&', ':', bytes
+// <= '\r' and "//". Only a URL-loading tag's end needs it, far fewer than
+// one a window. It reads the constants constRegs put in registers.
+const urlAVX512 = `	VMOVDQU8 (R14), Z1
+	VPCMPEQB c_bs<>(SB), Z1, K1
+	VPCMPEQB c_amp<>(SB), Z1, K2
+	KORQ K1, K2, K1
+	VPCMPEQB c_colon<>(SB), Z1, K2
+	KORQ K1, K2, K1
+	VPMINUB c_ctl<>(SB), Z1, Z2
+	VPCMPEQB Z2, Z1, K2
+	KORQ K1, K2, K1
+	KMOVQ K1, R8
+	VPCMPEQB c_sl<>(SB), Z1, K2
+	KMOVQ K2, BX
+	MOVQ BX, CX
+	SHRQ $1, CX
+	ANDQ CX, BX
+	ORQ BX, R8
+`
 
 // cpuidAsm is cpuid, for fastPDEP.
 const cpuidAsm = `
@@ -325,14 +351,7 @@ func masksAVX512(w *asmWriter) {
 	w.a("\tORQ AX, BX")
 	w.a("\tORQ R11, BX")
 	w.a("\tMOVQ BX, NX")
-	w.a("\tVPCMPEQB c_bs<>(SB), Z0, K1")
-	w.a("\tVPCMPEQB c_amp<>(SB), Z0, K2")
-	w.a("\tVPCMPEQB c_colon<>(SB), Z0, K3")
-	w.a("\tKORQ K1, K2, K1")
-	w.a("\tKORQ K1, K3, K1")
-	w.a("\tKMOVQ K1, AX")
-	w.a("\tORQ R12, AX")
-	urlTail(w)
+	// The URL mask is made only where walk needs it (urlAVX512).
 	w.a("\t// The classes simpleTags reads: K4 letters and digits, K5 letters,")
 	w.a("\t// K6 and K7 the letters free in start and end tags (classNibbles).")
 	w.a("\tVPANDD c_0f<>(SB), Z0, Z2")
