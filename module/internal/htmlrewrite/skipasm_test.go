@@ -176,8 +176,8 @@ func genSkipAsm() string {
 			var code []string
 			init, code = constRegs(prep, urlAVX512)
 			prep = code[0]
-			body = strings.Replace(body, "\tMOVQ NURL, AX\n\tMOVQ AX, URL\n", "", 1)
-			body = strings.Replace(body, "\tMOVQ URL, R8\n", code[1], 1)
+			body = replaceOnce(body, "\tMOVQ NURL, AX\n\tMOVQ AX, URL\n", "")
+			body = replaceOnce(body, "\tMOVQ URL, R8\n", code[1])
 		}
 		next = strings.ReplaceAll(next, "@PREP@", prep)
 		body = strings.ReplaceAll(body, "@INIT@", init)
@@ -190,15 +190,24 @@ func genSkipAsm() string {
 	return w.String()
 }
 
+// replaceOnce replaces the one old in s by new; it panics if s has not
+// exactly one, so that the template cannot change under it unnoticed.
+func replaceOnce(s, old, new string) string {
+	if n := strings.Count(s, old); n != 1 {
+		panic(fmt.Sprintf("replaceOnce: %d of %q", n, old))
+	}
+	return strings.Replace(s, old, new, 1)
+}
+
 // constRegNames are the registers constRegs may use: not Z0-Z4, which
 // the masks' code computes in, nor Z30 and Z31, the nibble tables.
 var constRegNames = []string{"Z16", "Z17", "Z18", "Z19", "Z20", "Z21", "Z22", "Z23", "Z24", "Z25", "Z26", "Z27", "Z28", "Z29",
 	"Z5", "Z6", "Z7", "Z8", "Z9", "Z10", "Z11", "Z12"}
 
 // constRegs rewrites the AVX-512 code to read its constants from
-// registers (constRegNames), which init loads once, instead of from memory: 64-byte
-// memory operands are two loads each on CPUs that split 512-bit loads,
-// and the masks take a dozen of them per window.
+// registers (constRegNames), which init loads once per call, instead of
+// from memory: a 64-byte memory operand is two loads on CPUs that split
+// 512-bit loads, and the masks take a dozen of them per window.
 func constRegs(code ...string) (init string, out []string) {
 	var w asmWriter
 	all := strings.Join(code, "\x00")
@@ -230,7 +239,7 @@ func constRegs(code ...string) (init string, out []string) {
 // urlAVX512 makes in R8 the URL mask of the window at R14 (the mask the
 // other variants make with the window's, in URL): '\\', '&', ':', bytes
 // <= '\r' and "//". Only a URL-loading tag's end needs it, far fewer than
-// one a window. It reads the constants constRegs put in registers.
+// one a window. Its constants too are put in registers by constRegs.
 const urlAVX512 = `	VMOVDQU8 (R14), Z1
 	VPCMPEQB c_bs<>(SB), Z1, K1
 	VPCMPEQB c_amp<>(SB), Z1, K2
