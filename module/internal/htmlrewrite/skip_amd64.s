@@ -12,19 +12,17 @@
 #define DEL 0(SP)
 #define X 8(SP)
 #define SPC 16(SP)
-#define URL 24(SP)
-#define EV 32(SP)
-#define NDEL 40(SP)
-#define NX 48(SP)
-#define NSPC 56(SP)
-#define NURL 64(SP)
-#define NEV 72(SP)
-#define NNG 80(SP)
-#define NEXT 88(SP)
-#define ALNUM 96(SP)
-#define LETTER 104(SP)
-#define FREE0 112(SP)
-#define FREE1 120(SP)
+#define EV 24(SP)
+#define NDEL 32(SP)
+#define NX 40(SP)
+#define NSPC 48(SP)
+#define NEV 56(SP)
+#define NNG 64(SP)
+#define NEXT 72(SP)
+#define ALNUM 80(SP)
+#define LETTER 88(SP)
+#define FREE0 96(SP)
+#define FREE1 104(SP)
 
 DATA c_lt<>+0(SB)/8, $0x3c3c3c3c3c3c3c3c
 DATA c_lt<>+8(SB)/8, $0x3c3c3c3c3c3c3c3c
@@ -208,7 +206,7 @@ DATA c_free1<>+56(SB)/8, $0x3030303030303030
 GLOBL c_free1<>(SB), RODATA|NOPTR, $64
 
 // func skipWindowsAVX2(b []byte, i int, tab *skipTables) int
-TEXT ·skipWindowsAVX2(SB), NOSPLIT, $128-48
+TEXT ·skipWindowsAVX2(SB), NOSPLIT, $112-48
 
 
 	MOVQ b_len+8(FP), DX
@@ -279,18 +277,6 @@ window:
 	VPCMPEQB Y1, Y9, Y9
 	VPOR Y8, Y10, Y10
 	VPOR Y9, Y11, Y11
-	VPCMPEQB c_bs<>(SB), Y0, Y2
-	VPCMPEQB c_bs<>(SB), Y1, Y3
-	VPOR Y2, Y8, Y8
-	VPOR Y3, Y9, Y9
-	VPCMPEQB c_amp<>(SB), Y0, Y2
-	VPCMPEQB c_amp<>(SB), Y1, Y3
-	VPOR Y2, Y8, Y8
-	VPOR Y3, Y9, Y9
-	VPCMPEQB c_colon<>(SB), Y0, Y2
-	VPCMPEQB c_colon<>(SB), Y1, Y3
-	VPOR Y2, Y8, Y8
-	VPOR Y3, Y9, Y9
 	VPCMPEQB c_eq<>(SB), Y0, Y2
 	VPCMPEQB c_eq<>(SB), Y1, Y3
 	VPOR Y2, Y12, Y12
@@ -307,15 +293,6 @@ window:
 	SHLQ $32, BX
 	ORQ BX, AX
 	MOVQ AX, NX
-	VPMOVMSKB Y8, AX
-	VPMOVMSKB Y9, BX
-	SHLQ $32, BX
-	ORQ BX, AX
-	MOVQ CX, BX
-	SHRQ $1, BX
-	ANDQ CX, BX
-	ORQ BX, AX
-	MOVQ AX, NURL
 	ORQ R10, R9
 	ORQ R11, R9
 	MOVQ R9, NEV
@@ -330,8 +307,6 @@ ready:
 	MOVQ AX, X
 	MOVQ NSPC, AX
 	MOVQ AX, SPC
-	MOVQ NURL, AX
-	MOVQ AX, URL
 	MOVQ NEV, AX
 	MOVQ AX, EV
 	MOVQ $-1, NEXT
@@ -443,7 +418,38 @@ tagend:
 	TESTL SI, SI
 	JEQ  data
 	INCQ AX
-	MOVQ URL, R8
+	VMOVDQU (R14), Y1
+	VMOVDQU 32(R14), Y2
+	VPCMPEQB c_bs<>(SB), Y1, Y3
+	VPCMPEQB c_amp<>(SB), Y1, Y4
+	VPOR Y3, Y4, Y3
+	VPCMPEQB c_colon<>(SB), Y1, Y4
+	VPOR Y3, Y4, Y3
+	VPMINUB c_ctl<>(SB), Y1, Y4
+	VPCMPEQB Y1, Y4, Y4
+	VPOR Y3, Y4, Y3
+	VPMOVMSKB Y3, R8
+	VPCMPEQB c_bs<>(SB), Y2, Y3
+	VPCMPEQB c_amp<>(SB), Y2, Y4
+	VPOR Y3, Y4, Y3
+	VPCMPEQB c_colon<>(SB), Y2, Y4
+	VPOR Y3, Y4, Y3
+	VPMINUB c_ctl<>(SB), Y2, Y4
+	VPCMPEQB Y2, Y4, Y4
+	VPOR Y3, Y4, Y3
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, R8
+	VPCMPEQB c_sl<>(SB), Y1, Y3
+	VPMOVMSKB Y3, BX
+	VPCMPEQB c_sl<>(SB), Y2, Y3
+	VPMOVMSKB Y3, CX
+	SHLQ $32, CX
+	ORQ CX, BX
+	MOVQ BX, CX
+	SHRQ $1, CX
+	ANDQ CX, BX
+	ORQ BX, R8
 	BZHIQ AX, R8, R8
 	SHRXQ R10, R8, R8
 	TESTQ R8, R8
@@ -483,7 +489,7 @@ done:
 	RET
 
 // func skipWindowsAVX2Simple(b []byte, i int, tab *skipTables) int
-TEXT ·skipWindowsAVX2Simple(SB), NOSPLIT, $128-48
+TEXT ·skipWindowsAVX2Simple(SB), NOSPLIT, $112-48
 
 
 	MOVQ b_len+8(FP), DX
@@ -554,18 +560,6 @@ window:
 	VPCMPEQB Y1, Y9, Y9
 	VPOR Y8, Y10, Y10
 	VPOR Y9, Y11, Y11
-	VPCMPEQB c_bs<>(SB), Y0, Y2
-	VPCMPEQB c_bs<>(SB), Y1, Y3
-	VPOR Y2, Y8, Y8
-	VPOR Y3, Y9, Y9
-	VPCMPEQB c_amp<>(SB), Y0, Y2
-	VPCMPEQB c_amp<>(SB), Y1, Y3
-	VPOR Y2, Y8, Y8
-	VPOR Y3, Y9, Y9
-	VPCMPEQB c_colon<>(SB), Y0, Y2
-	VPCMPEQB c_colon<>(SB), Y1, Y3
-	VPOR Y2, Y8, Y8
-	VPOR Y3, Y9, Y9
 	VPCMPEQB c_eq<>(SB), Y0, Y2
 	VPCMPEQB c_eq<>(SB), Y1, Y3
 	VPOR Y2, Y12, Y12
@@ -582,15 +576,6 @@ window:
 	SHLQ $32, BX
 	ORQ BX, AX
 	MOVQ AX, NX
-	VPMOVMSKB Y8, AX
-	VPMOVMSKB Y9, BX
-	SHLQ $32, BX
-	ORQ BX, AX
-	MOVQ CX, BX
-	SHRQ $1, BX
-	ANDQ CX, BX
-	ORQ BX, AX
-	MOVQ AX, NURL
 	VMOVDQU t_lo<>(SB), Y4
 	VMOVDQU t_hi<>(SB), Y5
 	VPAND c_0f<>(SB), Y0, Y2
@@ -709,8 +694,6 @@ ready:
 	MOVQ AX, X
 	MOVQ NSPC, AX
 	MOVQ AX, SPC
-	MOVQ NURL, AX
-	MOVQ AX, URL
 	MOVQ NEV, AX
 	MOVQ AX, EV
 	MOVQ NNG, AX
@@ -778,18 +761,6 @@ ready:
 	VPCMPEQB Y1, Y9, Y9
 	VPOR Y8, Y10, Y10
 	VPOR Y9, Y11, Y11
-	VPCMPEQB c_bs<>(SB), Y0, Y2
-	VPCMPEQB c_bs<>(SB), Y1, Y3
-	VPOR Y2, Y8, Y8
-	VPOR Y3, Y9, Y9
-	VPCMPEQB c_amp<>(SB), Y0, Y2
-	VPCMPEQB c_amp<>(SB), Y1, Y3
-	VPOR Y2, Y8, Y8
-	VPOR Y3, Y9, Y9
-	VPCMPEQB c_colon<>(SB), Y0, Y2
-	VPCMPEQB c_colon<>(SB), Y1, Y3
-	VPOR Y2, Y8, Y8
-	VPOR Y3, Y9, Y9
 	VPCMPEQB c_eq<>(SB), Y0, Y2
 	VPCMPEQB c_eq<>(SB), Y1, Y3
 	VPOR Y2, Y12, Y12
@@ -806,15 +777,6 @@ ready:
 	SHLQ $32, BX
 	ORQ BX, AX
 	MOVQ AX, NX
-	VPMOVMSKB Y8, AX
-	VPMOVMSKB Y9, BX
-	SHLQ $32, BX
-	ORQ BX, AX
-	MOVQ CX, BX
-	SHRQ $1, BX
-	ANDQ CX, BX
-	ORQ BX, AX
-	MOVQ AX, NURL
 	VMOVDQU t_lo<>(SB), Y4
 	VMOVDQU t_hi<>(SB), Y5
 	VPAND c_0f<>(SB), Y0, Y2
@@ -1031,7 +993,38 @@ tagend:
 	TESTL SI, SI
 	JEQ  data
 	INCQ AX
-	MOVQ URL, R8
+	VMOVDQU (R14), Y1
+	VMOVDQU 32(R14), Y2
+	VPCMPEQB c_bs<>(SB), Y1, Y3
+	VPCMPEQB c_amp<>(SB), Y1, Y4
+	VPOR Y3, Y4, Y3
+	VPCMPEQB c_colon<>(SB), Y1, Y4
+	VPOR Y3, Y4, Y3
+	VPMINUB c_ctl<>(SB), Y1, Y4
+	VPCMPEQB Y1, Y4, Y4
+	VPOR Y3, Y4, Y3
+	VPMOVMSKB Y3, R8
+	VPCMPEQB c_bs<>(SB), Y2, Y3
+	VPCMPEQB c_amp<>(SB), Y2, Y4
+	VPOR Y3, Y4, Y3
+	VPCMPEQB c_colon<>(SB), Y2, Y4
+	VPOR Y3, Y4, Y3
+	VPMINUB c_ctl<>(SB), Y2, Y4
+	VPCMPEQB Y2, Y4, Y4
+	VPOR Y3, Y4, Y3
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, R8
+	VPCMPEQB c_sl<>(SB), Y1, Y3
+	VPMOVMSKB Y3, BX
+	VPCMPEQB c_sl<>(SB), Y2, Y3
+	VPMOVMSKB Y3, CX
+	SHLQ $32, CX
+	ORQ CX, BX
+	MOVQ BX, CX
+	SHRQ $1, CX
+	ANDQ CX, BX
+	ORQ BX, R8
 	BZHIQ AX, R8, R8
 	SHRXQ R10, R8, R8
 	TESTQ R8, R8
@@ -1071,7 +1064,7 @@ done:
 	RET
 
 // func skipWindowsAVX512(b []byte, i int, tab *skipTables) int
-TEXT ·skipWindowsAVX512(SB), NOSPLIT, $128-48
+TEXT ·skipWindowsAVX512(SB), NOSPLIT, $112-48
 
 	VMOVDQU8 t_lo<>(SB), Z30
 	VMOVDQU8 t_hi<>(SB), Z31

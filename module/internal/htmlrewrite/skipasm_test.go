@@ -44,7 +44,7 @@ var asmConsts = []struct {
 type asmWriter struct{ strings.Builder }
 
 // asmSlots are the assembly's locals.
-var asmSlots = []string{"DEL", "X", "SPC", "URL", "EV", "NDEL", "NX", "NSPC", "NURL", "NEV", "NNG", "NEXT", "ALNUM", "LETTER", "FREE0", "FREE1"}
+var asmSlots = []string{"DEL", "X", "SPC", "EV", "NDEL", "NX", "NSPC", "NEV", "NNG", "NEXT", "ALNUM", "LETTER", "FREE0", "FREE1"}
 
 // data writes 64 bytes of read-only data: v four times.
 func (w *asmWriter) data(name string, v [16]byte) {
@@ -171,14 +171,13 @@ func genSkipAsm() string {
 			prep = strings.TrimSuffix(m.String(), "\n") + "\n" + guessNext + "\n" + v.events + "\n\tMOVQ R9, NEV"
 			next = nextWindow
 		}
-		init, body := "", skipAsmBody
+		init, url := "", urlAVX2
 		if v.name == "AVX512" {
 			var code []string
 			init, code = constRegs(prep, urlAVX512)
-			prep = code[0]
-			body = replaceOnce(body, "\tMOVQ NURL, AX\n\tMOVQ AX, URL\n", "")
-			body = replaceOnce(body, "\tMOVQ URL, R8\n", code[1])
+			prep, url = code[0], code[1]
 		}
+		body := replaceOnce(skipAsmBody, "@URL@", strings.TrimSuffix(url, "\n"))
 		next = strings.ReplaceAll(next, "@PREP@", prep)
 		body = strings.ReplaceAll(body, "@INIT@", init)
 		body = strings.ReplaceAll(body, "@PREP@", prep)
@@ -236,10 +235,10 @@ func constRegs(code ...string) (init string, out []string) {
 	return strings.TrimSuffix(w.String(), "\n"), strings.Split(all, "\x00")
 }
 
-// urlAVX512 makes in R8 the URL mask of the window at R14 (the mask the
-// other variants make with the window's, in URL): '\\', '&', ':', bytes
-// <= '\r' and "//". Only a URL-loading tag's end needs it, far fewer than
-// one a window. Its constants too are put in registers by constRegs.
+// urlAVX512 and urlAVX2 make in R8 (with BX and CX) the URL mask of the
+// window at R14, skip.go's window.u: '\\', '&', ':', bytes <= '\r' and
+// "//". Only a URL-loading tag's end needs it, far fewer than one a
+// window. urlAVX512's constants too are put in registers by constRegs.
 const urlAVX512 = `	VMOVDQU8 (R14), Z1
 	VPCMPEQB c_bs<>(SB), Z1, K1
 	VPCMPEQB c_amp<>(SB), Z1, K2
@@ -252,6 +251,40 @@ const urlAVX512 = `	VMOVDQU8 (R14), Z1
 	KMOVQ K1, R8
 	VPCMPEQB c_sl<>(SB), Z1, K2
 	KMOVQ K2, BX
+	MOVQ BX, CX
+	SHRQ $1, CX
+	ANDQ CX, BX
+	ORQ BX, R8
+`
+
+const urlAVX2 = `	VMOVDQU (R14), Y1
+	VMOVDQU 32(R14), Y2
+	VPCMPEQB c_bs<>(SB), Y1, Y3
+	VPCMPEQB c_amp<>(SB), Y1, Y4
+	VPOR Y3, Y4, Y3
+	VPCMPEQB c_colon<>(SB), Y1, Y4
+	VPOR Y3, Y4, Y3
+	VPMINUB c_ctl<>(SB), Y1, Y4
+	VPCMPEQB Y1, Y4, Y4
+	VPOR Y3, Y4, Y3
+	VPMOVMSKB Y3, R8
+	VPCMPEQB c_bs<>(SB), Y2, Y3
+	VPCMPEQB c_amp<>(SB), Y2, Y4
+	VPOR Y3, Y4, Y3
+	VPCMPEQB c_colon<>(SB), Y2, Y4
+	VPOR Y3, Y4, Y3
+	VPMINUB c_ctl<>(SB), Y2, Y4
+	VPCMPEQB Y2, Y4, Y4
+	VPOR Y3, Y4, Y3
+	VPMOVMSKB Y3, BX
+	SHLQ $32, BX
+	ORQ BX, R8
+	VPCMPEQB c_sl<>(SB), Y1, Y3
+	VPMOVMSKB Y3, BX
+	VPCMPEQB c_sl<>(SB), Y2, Y3
+	VPMOVMSKB Y3, CX
+	SHLQ $32, CX
+	ORQ CX, BX
 	MOVQ BX, CX
 	SHRQ $1, CX
 	ANDQ CX, BX
@@ -311,26 +344,17 @@ func masksAVX2(w *asmWriter) {
 	cmp("sl", "Y2", "Y3")
 	msk("Y2", "Y3", "CX")
 	or("Y2", "Y3", "Y10", "Y11")
-	// Bytes <= '\r': min(c, '\r') == c. Y8, Y9: what may move a URL.
+	// Bytes <= '\r': min(c, '\r') == c.
 	w.a("\tVPMINUB c_ctl<>(SB), Y0, Y8")
 	w.a("\tVPMINUB c_ctl<>(SB), Y1, Y9")
 	w.a("\tVPCMPEQB Y0, Y8, Y8")
 	w.a("\tVPCMPEQB Y1, Y9, Y9")
 	or("Y8", "Y9", "Y10", "Y11")
-	for _, n := range []string{"bs", "amp", "colon"} {
-		cmp(n, "Y2", "Y3")
-		or("Y2", "Y3", "Y8", "Y9")
-	}
 	cmp("eq", "Y2", "Y3")
 	or("Y2", "Y3", "Y12", "Y13")
 	or("Y10", "Y11", "Y12", "Y13")
 	msk("Y10", "Y11", "NDEL")
 	msk("Y12", "Y13", "NX")
-	w.a("\tVPMOVMSKB Y8, AX")
-	w.a("\tVPMOVMSKB Y9, BX")
-	w.a("\tSHLQ $32, BX")
-	w.a("\tORQ BX, AX")
-	urlTail(w)
 }
 
 // masksAVX512 makes the same masks with one 64-byte load.
@@ -491,15 +515,6 @@ const eventsSimple = `	// R13: every event; AX: the '<' after which the state is
 	ORQ AX, BX
 	ANDNQ R13, BX, R9`
 
-// urlTail ends the URL mask (AX): '/' (CX) followed by '/'.
-func urlTail(w *asmWriter) {
-	w.a("\tMOVQ CX, BX")
-	w.a("\tSHRQ $1, BX")
-	w.a("\tANDQ CX, BX")
-	w.a("\tORQ BX, AX")
-	w.a("\tMOVQ AX, NURL")
-}
-
 // skipAsmBody is skipWindows's walk; @PREP@ makes the window's masks,
 // @NEXT@ the next window's, and @INIT@ loads what they keep in registers.
 const skipAsmBody = `
@@ -528,8 +543,6 @@ ready:
 	MOVQ AX, X
 	MOVQ NSPC, AX
 	MOVQ AX, SPC
-	MOVQ NURL, AX
-	MOVQ AX, URL
 	MOVQ NEV, AX
 	MOVQ AX, EV
 @NEXT@
@@ -641,7 +654,7 @@ tagend:
 	TESTL SI, SI
 	JEQ  data
 	INCQ AX
-	MOVQ URL, R8
+@URL@
 	BZHIQ AX, R8, R8
 	SHRXQ R10, R8, R8
 	TESTQ R8, R8
