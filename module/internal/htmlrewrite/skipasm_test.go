@@ -257,39 +257,37 @@ const urlAVX512 = `	VMOVDQU8 (R14), Z1
 	ORQ BX, R8
 `
 
-const urlAVX2 = `	VMOVDQU (R14), Y1
-	VMOVDQU 32(R14), Y2
-	VPCMPEQB c_bs<>(SB), Y1, Y3
-	VPCMPEQB c_amp<>(SB), Y1, Y4
-	VPOR Y3, Y4, Y3
-	VPCMPEQB c_colon<>(SB), Y1, Y4
-	VPOR Y3, Y4, Y3
-	VPMINUB c_ctl<>(SB), Y1, Y4
-	VPCMPEQB Y1, Y4, Y4
-	VPOR Y3, Y4, Y3
-	VPMOVMSKB Y3, R8
-	VPCMPEQB c_bs<>(SB), Y2, Y3
-	VPCMPEQB c_amp<>(SB), Y2, Y4
-	VPOR Y3, Y4, Y3
-	VPCMPEQB c_colon<>(SB), Y2, Y4
-	VPOR Y3, Y4, Y3
-	VPMINUB c_ctl<>(SB), Y2, Y4
-	VPCMPEQB Y2, Y4, Y4
-	VPOR Y3, Y4, Y3
-	VPMOVMSKB Y3, BX
-	SHLQ $32, BX
-	ORQ BX, R8
-	VPCMPEQB c_sl<>(SB), Y1, Y3
-	VPMOVMSKB Y3, BX
-	VPCMPEQB c_sl<>(SB), Y2, Y3
-	VPMOVMSKB Y3, CX
-	SHLQ $32, CX
-	ORQ CX, BX
-	MOVQ BX, CX
-	SHRQ $1, CX
-	ANDQ CX, BX
-	ORQ BX, R8
-`
+var urlAVX2 = func() string {
+	var w asmWriter
+	w.a("\tVMOVDQU (R14), Y1")
+	w.a("\tVMOVDQU 32(R14), Y2")
+	// R8: '\\', '&', ':' and bytes <= '\r'; BX: '/', by half.
+	for k, half := range []string{"Y1", "Y2"} {
+		dst := []string{"R8", "BX"}[k]
+		w.a("\tVPCMPEQB c_bs<>(SB), %s, Y3", half)
+		for _, c := range []string{"amp", "colon"} {
+			w.a("\tVPCMPEQB c_%s<>(SB), %s, Y4", c, half)
+			w.a("\tVPOR Y3, Y4, Y3")
+		}
+		w.a("\tVPMINUB c_ctl<>(SB), %s, Y4", half)
+		w.a("\tVPCMPEQB %s, Y4, Y4", half)
+		w.a("\tVPOR Y3, Y4, Y3")
+		w.a("\tVPMOVMSKB Y3, %s", dst)
+	}
+	w.a("\tSHLQ $32, BX")
+	w.a("\tORQ BX, R8")
+	w.a("\tVPCMPEQB c_sl<>(SB), Y1, Y3")
+	w.a("\tVPMOVMSKB Y3, BX")
+	w.a("\tVPCMPEQB c_sl<>(SB), Y2, Y3")
+	w.a("\tVPMOVMSKB Y3, CX")
+	w.a("\tSHLQ $32, CX")
+	w.a("\tORQ CX, BX")
+	w.a("\tMOVQ BX, CX")
+	w.a("\tSHRQ $1, CX")
+	w.a("\tANDQ CX, BX")
+	w.a("\tORQ BX, R8")
+	return w.String()
+}()
 
 // cpuidAsm is cpuid, for fastPDEP.
 const cpuidAsm = `
