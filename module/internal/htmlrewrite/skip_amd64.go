@@ -5,9 +5,9 @@ package htmlrewrite
 import "golang.org/x/sys/cpu"
 
 // skipWindowsAVX2 and skipWindowsAVX512 are skipWindows in assembly
-// (skip_amd64.s, written by genSkipAsm in skipasm_test.go): the masks of a window take a few
-// dozen vector instructions instead of a loop over its 64 bytes, and the
-// bit operations need no checks.
+// (skip_amd64.s, written by genSkipAsm in skipasm_test.go): the masks of
+// a window take a few dozen vector instructions instead of a loop over its
+// 64 bytes, and the bit operations need no checks.
 //
 //go:noescape
 func skipWindowsAVX2(b []byte, i int, tab *skipTables) int
@@ -37,18 +37,30 @@ var (
 // slowPDEP reports whether the CPU is AMD's or Hygon's of a family before
 // 19h (Zen 3), whose PDEP and PEXT are microcoded.
 func slowPDEP() bool {
-	_, b, c, d := cpuid(0)
-	vendor := string([]byte{byte(b), byte(b >> 8), byte(b >> 16), byte(b >> 24),
-		byte(d), byte(d >> 8), byte(d >> 16), byte(d >> 24), byte(c), byte(c >> 8), byte(c >> 16), byte(c >> 24)})
-	if vendor != "AuthenticAMD" && vendor != "HygonGenuine" {
+	if v := cpuVendor(); v != "AuthenticAMD" && v != "HygonGenuine" {
 		return false
 	}
+	return cpuFamily() < 0x19
+}
+
+// cpuVendor is the CPU's vendor string (CPUID leaf 0: EBX, EDX, ECX).
+func cpuVendor() string {
+	_, b, c, d := cpuid(0)
+	var v []byte
+	for _, r := range []uint32{b, d, c} {
+		v = append(v, byte(r), byte(r>>8), byte(r>>16), byte(r>>24))
+	}
+	return string(v)
+}
+
+// cpuFamily is the CPU's family, the extended family added (CPUID leaf 1).
+func cpuFamily() uint32 {
 	a, _, _, _ := cpuid(1)
 	family := a >> 8 & 0xf
 	if family == 0xf {
 		family += a >> 20 & 0xff
 	}
-	return family < 0x19
+	return family
 }
 
 // skipImpls are the implementations of skipWindows this CPU runs, the
