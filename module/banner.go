@@ -715,8 +715,11 @@ func (w *htmlWriter) CloseWithError(cause error) (err error) {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
+	counted := false
 	defer func() {
-		w.rw.h.countHeld(w.rw.d.SiteID, w.hw.Stats())
+		if !counted {
+			w.rw.h.countHeld(w.rw.d.SiteID, w.hw.Stats())
+		}
 		w.bw.Reset(nil)
 		htmlWriters.Put(w.bw)
 		if w.err == nil {
@@ -734,6 +737,10 @@ func (w *htmlWriter) CloseWithError(cause error) (err error) {
 			if w.err = w.hw.Close(); w.err != nil {
 				break
 			}
+			// Counted before the page's last bytes leave, so that a
+			// client holding the whole page sees it in the metrics.
+			w.rw.h.countHeld(w.rw.d.SiteID, w.hw.Stats())
+			counted = true
 			if !w.out.sent {
 				w.rw.ResponseWriter.Header().Set("Content-Length", strconv.Itoa(w.bw.Buffered()))
 				w.out.send()
@@ -921,11 +928,12 @@ func (rw *responseWriter) startHTML(status int) (deferred bool) {
 		if zr, err = decode(src); err == nil {
 			var st htmlrewrite.Stats
 			st, err = htmlrewrite.Rewrite(bw, zr, policy)
+			// Counted before the page's last bytes leave.
+			rw.h.countHeld(rw.d.SiteID, st)
 			if ferr := bw.Flush(); err == nil {
 				err = ferr
 			}
 			zr.Close()
-			rw.h.countHeld(rw.d.SiteID, st)
 		}
 		bw.Reset(nil)
 		htmlWriters.Put(bw)
