@@ -217,6 +217,8 @@ type tally struct {
 	mu  sync.Mutex
 	m   map[tallyKey]uint64
 	day atomic.Pointer[tallyDay]
+	// flushing is held through a whole flush, so one runs at a time.
+	flushing sync.Mutex
 }
 
 // tallyKey is one counter: enforcement ("e") counts what by category,
@@ -274,11 +276,17 @@ func (a *App) pageview(site, country string) {
 	a.tally.add(tallyKey{"p", site, a.tally.dayOf(a.clock()), country, ""}, 1)
 }
 
-// flushTally writes the counted events to the store.
+// flushTally writes the counted events to the store. One flush runs at a
+// time: a caller that flushes before reading the counters (the stats API)
+// must not return while the periodic flush is still writing what it took
+// from the tally. Counts the store refused go back to the tally for the
+// next flush.
 func (a *App) flushTally() error {
 	if a.tally == nil {
 		return nil
 	}
+	a.tally.flushing.Lock()
+	defer a.tally.flushing.Unlock()
 	a.tally.mu.Lock()
 	m := a.tally.m
 	a.tally.m = nil
@@ -287,6 +295,7 @@ func (a *App) flushTally() error {
 	for k, n := range m {
 		if err := a.store.Add(k.counterKey(), n); err != nil {
 			errs = append(errs, err)
+			a.tally.add(k, n)
 		}
 	}
 	return errors.Join(errs...)

@@ -422,3 +422,71 @@ func TestOverdueRequestsAreFlagged(t *testing.T) {
 		t.Fatalf("after completing: %v", got)
 	}
 }
+
+// TestTallyFlush: a flush (the stats API's, before it reads) does not
+// return while another flush is still writing the counts it took, and
+// counts the store refuses stay in the tally for the next flush.
+func TestTallyFlush(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &App{store: st, tally: new(tally)}
+	const keys = 300
+	key := func(i int) tallyKey {
+		return tallyKey{"e", "shop", "2026-11-26", "cookie_removed", fmt.Sprint("c", i)}
+	}
+	for i := range keys {
+		a.tally.add(key(i), uint64(i+1))
+	}
+	first := make(chan error, 1)
+	go func() { first <- a.flushTally() }()
+	// Wait until the first flush has taken the counts, then flush again.
+	for {
+		a.tally.mu.Lock()
+		taken := a.tally.m == nil
+		a.tally.mu.Unlock()
+		if taken {
+			break
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	if err := a.flushTally(); err != nil {
+		t.Fatal(err)
+	}
+	missing := 0
+	for i := range keys {
+		if n, err := st.Counter(key(i).counterKey()); err != nil || n != uint64(i+1) {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("the second flush returned with %d of %d counters not yet stored", missing, keys)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+
+	// The store refuses (closed): the counts wait for the next flush.
+	a.tally.add(key(0), 5)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.flushTally(); err == nil {
+		t.Fatal("a flush into a closed store reported no error")
+	}
+	if a.tally.m[key(0)] != 5 {
+		t.Fatalf("a refused count is lost: the tally holds %v", a.tally.m)
+	}
+	if a.store, err = store.Open(dir, store.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer a.store.Close()
+	if err := a.flushTally(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.store.Counter(key(0).counterKey()); err != nil || n != 1+5 {
+		t.Fatalf("after the store came back: %d, %v; want 6", n, err)
+	}
+}
