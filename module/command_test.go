@@ -438,7 +438,9 @@ func TestConsentCLIEncryptionKeyRotation(t *testing.T) {
 
 func TestConsentCLIExitCodes(t *testing.T) {
 	bin := consentgateBinary(t)
-	nowhere := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	// Port 1 is below the ephemeral range: no test or process binding
+	// port 0 can be given it, as it could a port freePort let go.
+	nowhere := "127.0.0.1:1"
 	for _, tc := range []struct {
 		args   []string
 		code   int

@@ -310,15 +310,19 @@ func TestProcessCPU(t *testing.T) {
 	if !ok {
 		t.Fatal("processCPU could not read this process's /proc entry")
 	}
-	// Burn a little CPU (more than a clock tick).
-	deadline := time.Now().Add(50 * time.Millisecond)
-	x := 0
-	for time.Now().Before(deadline) {
-		x++
+	// Burn CPU until the kernel's count (in clock ticks) moves: on a
+	// loaded machine 50 ms of wall time may not be one tick of CPU.
+	deadline := time.Now().Add(10 * time.Second)
+	after := before
+	for x := 0; after <= before && time.Now().Before(deadline); x++ {
+		if x%(1<<20) == 0 {
+			if after, ok = processCPU(os.Getpid()); !ok {
+				t.Fatal("processCPU could not read this process's /proc entry again")
+			}
+		}
 	}
-	after, ok := processCPU(os.Getpid())
-	if !ok || after <= before || x == 0 {
-		t.Fatalf("CPU %v then %v", before, after)
+	if after <= before {
+		t.Fatalf("CPU %v then %v after 10 s of spinning", before, after)
 	}
 	if _, ok := processCPU(1 << 30); ok {
 		t.Error("a process that does not exist has a CPU time")
